@@ -1,0 +1,5 @@
+"""``python -m helpers`` is the ``sharelab`` command."""
+
+from helpers.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""The exceptions sharelab raises. Every message says what was wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class SharelabError(Exception):
+    """Base class of every error sharelab reports to a user."""
+
+
+class SqlParseError(SharelabError):
+    """A statement that does not parse; carries the position and what was expected."""
+
+    def __init__(self, message: str, *, position: int = 0, line: int = 1, column: int = 1,
+                 expected: str = "") -> None:
+        super().__init__(message)
+        self.position = position
+        self.line = line
+        self.column = column
+        self.expected = expected
+
+
+class NotFoundError(SharelabError):
+    """An unknown share, recipient, table, schema, dataset or file."""
+
+
+class AlreadyExistsError(SharelabError):
+    """An object that exists already (use IF NOT EXISTS to make the statement idempotent)."""
+
+
+class InvalidNameError(SharelabError):
+    """A name that breaks the Delta Sharing naming rules."""
+
+
+class InvalidArgumentError(SharelabError):
+    """A value that is out of range or malformed."""
+
+
+class NotADeltaTableError(InvalidArgumentError):
+    """A path that holds no Delta table (no ``_delta_log``)."""
+
+
+class TokenError(SharelabError):
+    """A token or activation code that is unknown, expired, revoked or already used."""
+
+
+class ServerError(SharelabError):
+    """The sharing server could not be started, stopped or reached."""
+
+
+class DatasetError(SharelabError):
+    """A dataset could not be generated or exported."""
