@@ -49,3 +49,18 @@ class ServerError(SharelabError):
 
 class DatasetError(SharelabError):
     """A dataset could not be generated or exported."""
+
+
+class PolicyViolationError(SharelabError):
+    """A data-mesh policy refused an action: a mandatory governance policy failed (publishing), or a
+    product's access policy does not allow a consumer (subscribing). Carries the evidence."""
+
+    def __init__(self, message: str, *, policy: str = "", evidence: str = "") -> None:
+        super().__init__(message)
+        self.policy = policy
+        self.evidence = evidence
+
+
+class SchemaCompatibilityError(PolicyViolationError):
+    """A table's current schema breaks the product's published schema contract without a new major
+    version."""

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Entry point of the sharelab image. The first argument picks what the container runs:
+#
+#   provider      the Delta Sharing server (sharelab serve) on 0.0.0.0:$SHARELAB_PORT
+#   lab           JupyterLab on 0.0.0.0:$JUPYTER_PORT, always with a token
+#   batch [ARGS]  sharelab batch ARGS (papermill run of every notebook), then exit
+#   health        the HEALTHCHECK: probe whichever service this container runs
+#   anything else is executed as a command (e.g. `sharelab sql ...`, `bash`)
+#
+# Binding 0.0.0.0 is confined to the container's own network namespace; what reaches the host is
+# decided by the published ports, which docker/lab.sh and compose.yaml bind to 127.0.0.1 unless
+# the user asks for the LAN (workshop mode).
+set -euo pipefail
+
+: "${SHARELAB_HOME:=/lab-home}"
+: "${SHARELAB_PORT:=8080}"
+: "${SHARELAB_PUBLIC_URL:=http://provider:${SHARELAB_PORT}}"
+: "${JUPYTER_PORT:=8888}"
+: "${SHARELAB_WORK:=/home/lab/work}"
+export SHARELAB_HOME SHARELAB_PORT SHARELAB_PUBLIC_URL JUPYTER_PORT SHARELAB_WORK
+
+# The role of this container, read back by `health` (a healthcheck runs as a separate exec and
+# does not see the entry point's arguments).
+ROLE_FILE=/tmp/sharelab-role
+
+# Notebooks and lab exercises shipped in the image are copied into the work volume without
+# overwriting anything a learner has edited; new notebooks of a newer image still show up.
+seed_work() {
+  mkdir -p "$SHARELAB_WORK"
+  local d
+  for d in notebooks labs; do
+    if [[ -d "/opt/sharelab/$d" ]]; then
+      cp -rn "/opt/sharelab/$d" "$SHARELAB_WORK/" 2>/dev/null || cp -r --update=none "/opt/sharelab/$d" "$SHARELAB_WORK/"
+    fi
+  done
+}
+
+health() {
+  local role
+  role="$(cat "$ROLE_FILE" 2>/dev/null || true)"
+  case "$role" in
+    provider) url="http://127.0.0.1:${SHARELAB_PORT}/health" ;;
+    # /api answers without a token and only once the server is up.
+    lab) url="http://127.0.0.1:${JUPYTER_PORT}/api" ;;
+    *) echo "unhealthy: this container runs no sharelab service (role '${role:-none}')"; return 1 ;;
+  esac
+  python - "$url" <<'EOF'
+import json
+import sys
+import urllib.request
+
+url = sys.argv[1]
+try:
+    with urllib.request.urlopen(url, timeout=4) as resp:
+        body = json.loads(resp.read() or b"{}")
+except Exception as exc:  # any failure is "unhealthy", with the reason on stdout
+    print(f"unhealthy: {url}: {exc}")
+    sys.exit(1)
+print(f"healthy: {url} {body}")
+EOF
+}
+
+role="${1:-lab}"
+[[ $# -gt 0 ]] && shift
+case "$role" in
+  provider)
+    echo provider >"$ROLE_FILE"
+    exec sharelab serve --host 0.0.0.0 --port "$SHARELAB_PORT" --public-url "$SHARELAB_PUBLIC_URL" "$@"
+    ;;
+  lab)
+    echo lab >"$ROLE_FILE"
+    seed_work
+    # Never start without a token: use $JUPYTER_TOKEN, or make one and print it.
+    if [[ -z "${JUPYTER_TOKEN:-}" ]]; then
+      JUPYTER_TOKEN="$(python -c 'import secrets; print(secrets.token_hex(24))')"
+    fi
+    export JUPYTER_TOKEN  # read by jupyter_server; kept off the command line (ps, inspect args)
+    echo "JupyterLab: http://127.0.0.1:${JUPYTER_HOST_PORT:-$JUPYTER_PORT}/lab?token=${JUPYTER_TOKEN}"
+    exec jupyter lab --no-browser --ip=0.0.0.0 --port="$JUPYTER_PORT" \
+      --ServerApp.root_dir="$SHARELAB_WORK" "$@"
+    ;;
+  batch)
+    exec sharelab batch "$@"
+    ;;
+  health)
+    health
+    ;;
+  *)
+    exec "$role" "$@"
+    ;;
+esac

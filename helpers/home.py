@@ -1,0 +1,137 @@
+"""The lab home: where the catalog, the Delta tables, the server state and the profiles live.
+
+The lab home is resolved by :func:`resolve_home`: the explicit argument (``sharelab --home DIR``), else the
+environment variable ``SHARELAB_HOME``, else ``~/.sharelab``. ``run-demo.sh`` exports
+``SHARELAB_HOME=<repo>/lab-home`` unless it is already set. The directory is created when missing.
+
+Layout (see ``docs/design.md``)::
+
+    $SHARELAB_HOME/
+      catalog.db                    SQLite provider catalog (WAL)
+      data/<dataset>/<schema>/<table>/   Delta tables written by the generators
+      server/server.json            the running server: pid, host, port, public_url, endpoint, started_at
+      profiles/<recipient>.share    recipient profile files (mode 0600)
+      jupyter/                      JupyterLab runtime state
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from helpers.exceptions import InvalidArgumentError
+
+if TYPE_CHECKING:  # imported lazily at run time: catalog imports pandas/deltalake
+    from helpers.catalog import Catalog
+
+#: Environment variable naming the lab home.
+HOME_ENV = "SHARELAB_HOME"
+#: Lab home used when neither ``--home`` nor ``$SHARELAB_HOME`` is given.
+DEFAULT_HOME = Path("~/.sharelab")
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """Return the absolute lab home directory, creating it when missing.
+
+    :param home: explicit directory (``sharelab --home DIR``); wins over ``$SHARELAB_HOME``.
+    :raises InvalidArgumentError: when the path exists but is not a directory.
+    """
+    raw: str | os.PathLike[str] = home if home else (os.environ.get(HOME_ENV) or DEFAULT_HOME)
+    path = Path(raw).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise InvalidArgumentError(
+            f"lab home {path} exists but is not a directory; pass --home DIR or set {HOME_ENV} "
+            "to a directory"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (zombies count as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except ImportError:  # pragma: no cover - psutil is a dependency, this is belt and braces
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    except Exception:  # psutil.NoSuchProcess, AccessDenied...
+        return False
+
+
+@dataclass(frozen=True)
+class LabHome:
+    """A resolved lab home and the paths inside it.
+
+    :param path: the lab home directory (absolute).
+    """
+
+    path: Path
+
+    @classmethod
+    def resolve(cls, home: str | os.PathLike[str] | None = None) -> LabHome:
+        """The lab home for ``home`` (see :func:`resolve_home`)."""
+        return cls(resolve_home(home))
+
+    @property
+    def catalog_path(self) -> Path:
+        """The SQLite provider catalog."""
+        return self.path / "catalog.db"
+
+    @property
+    def data_dir(self) -> Path:
+        """Root of the generated Delta tables."""
+        return self.path / "data"
+
+    @property
+    def server_dir(self) -> Path:
+        """Server state: ``server.json``, pid, log, HMAC key."""
+        return self.path / "server"
+
+    @property
+    def profiles_dir(self) -> Path:
+        """Recipient profile files (mode 0600)."""
+        return self.path / "profiles"
+
+    @property
+    def jupyter_dir(self) -> Path:
+        """JupyterLab runtime state."""
+        return self.path / "jupyter"
+
+    def server_state(self) -> dict[str, Any] | None:
+        """The running server's ``server/server.json``, or None when absent, unreadable or its pid is dead."""
+        state_file = self.server_dir / "server.json"
+        try:
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(state, dict):
+            return None
+        try:
+            pid = int(state.get("pid", 0))
+        except (TypeError, ValueError):
+            return None
+        return state if _pid_alive(pid) else None
+
+    def open_catalog(self) -> Catalog:
+        """Open (creating and migrating) this home's catalog."""
+        from helpers.catalog import Catalog
+
+        return Catalog(self.catalog_path)
+
+
+def open_catalog(home: str | os.PathLike[str] | None = None) -> Catalog:
+    """Open the catalog of the lab home ``home`` (see :func:`resolve_home`)."""
+    return LabHome.resolve(home).open_catalog()

@@ -1,0 +1,249 @@
+"""Lab 1, provider: the store-inventory counterpart of the seed course's TechWare lab.
+
+The learner inspects the retail tables, creates a share, adds tables, creates a recipient, grants, and reads
+the audit log after the recipient has read the share. Checks look at the catalog's real state and at the data;
+expected values are computed when checking, never written down.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+
+from helpers.labs import setup
+from helpers.labs.core import CheckFailed, Task, expect, is_blank, is_whole_number
+
+LAB = "provider"
+SHARE = "store_inventory"
+RECIPIENT = "regional_store"
+PRODUCTS = "retail.sales.products"
+STORES = "retail.sales.stores"
+INVENTORY = "retail.sales.inventory_snapshots"
+
+
+class ProviderLab:
+    """Tasks ``p1`` … ``p7``; :meth:`run` executes a learner's SQL without ever raising."""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        from helpers.provider import Provider
+
+        self.home = home
+        self.provider = Provider(home)
+        self.catalog = self.provider.catalog
+        self.p1 = Task(
+            LAB,
+            "p1",
+            "How many products, in how many categories?",
+            self._check_p1,
+            hints=(
+                "Query retail.sales.products; count rows and distinct categories.",
+                "SELECT count(*), count(DISTINCT category) FROM retail.sales.products; "
+                "answer as a tuple (products, categories)",
+            ),
+        )
+        self.p2 = Task(
+            LAB,
+            "p2",
+            "Which region has the most stores?",
+            self._check_p2,
+            hints=(
+                "retail.sales.stores has a region column.",
+                "SELECT region, count(*) AS n FROM retail.sales.stores GROUP BY region "
+                "ORDER BY n DESC LIMIT 1",
+            ),
+        )
+        self.p3 = Task(
+            LAB,
+            "p3",
+            f"Create the share {SHARE} with a comment",
+            self._check_p3,
+            hints=(
+                "CREATE SHARE takes an optional COMMENT clause.",
+                f"CREATE SHARE IF NOT EXISTS {SHARE} COMMENT 'Inventory for regional stores'",
+            ),
+        )
+        self.p4 = Task(
+            LAB,
+            "p4",
+            "Add the products and inventory_snapshots tables to the share",
+            self._check_p4,
+            hints=(
+                "ALTER SHARE ... ADD TABLE takes a three-part table name.",
+                f"ALTER SHARE {SHARE} ADD TABLE {PRODUCTS}; "
+                f"ALTER SHARE {SHARE} ADD TABLE {INVENTORY}",
+            ),
+        )
+        self.p5 = Task(
+            LAB,
+            "p5",
+            f"Create the recipient {RECIPIENT} with a comment",
+            self._check_p5,
+            hints=(
+                "CREATE RECIPIENT issues a one-time activation link.",
+                f"CREATE RECIPIENT IF NOT EXISTS {RECIPIENT} COMMENT 'Regional store team'",
+            ),
+        )
+        self.p6 = Task(
+            LAB,
+            "p6",
+            f"Grant the share to {RECIPIENT}",
+            self._check_p6,
+            hints=(
+                "Privileges on shares are granted to recipients.",
+                f"GRANT SELECT ON SHARE {SHARE} TO RECIPIENT {RECIPIENT}",
+            ),
+        )
+        self.p7 = Task(
+            LAB,
+            "p7",
+            f"How many queryTable requests has {RECIPIENT} made? (system.access.audit)",
+            self._check_p7,
+            hints=(
+                "The audit table has one row per request, with recipient and action columns.",
+                "SELECT count(*) FROM system.access.audit WHERE recipient = 'regional_store' "
+                "AND action = 'queryTable'",
+            ),
+        )
+
+    def run(self, sql: Any) -> pd.DataFrame | None:
+        """Run a learner's SQL cell: show the result, or the error, and never raise."""
+        if is_blank(sql):
+            print("⏳ not run: replace ____ with your SQL first")
+            return None
+        try:
+            return self.provider.sql(sql)
+        except Exception as exc:  # the learner must see the message, not a traceback
+            print(f"❌ {type(exc).__name__}: {exc}")
+            return None
+
+    # -- the recipient's side, played by the lab ----------------------------------------------------
+    def recipient_reads(self) -> pd.DataFrame | None:
+        """Read every table of the share as the recipient would, through the server, to fill the audit log."""
+        import delta_sharing
+
+        try:
+            self._require_grant()
+        except AssertionError as exc:
+            print(f"⏳ skipped: {exc}")
+            return None
+        profile = setup.issue_profile(RECIPIENT, self.home, name="lab1_regional_store")
+        client = delta_sharing.SharingClient(str(profile))
+        rows = []
+        for table in client.list_all_tables():
+            url = f"{profile}#{table.share}.{table.schema}.{table.name}"
+            rows.append(
+                {
+                    "table": f"{table.schema}.{table.name}",
+                    "rows_read": len(delta_sharing.load_as_pandas(url, limit=1000)),
+                }
+            )
+        setup.wait_for_audit(self.home, RECIPIENT, "queryTable", len(rows))
+        return pd.DataFrame(rows)
+
+    # -- checks -------------------------------------------------------------------------------
+    def _scalar(self, sql: str) -> Any:
+        return self.provider.sql(sql).iloc[0, 0]
+
+    def _check_p1(self, answer: Any) -> None:
+        expect(
+            isinstance(answer, tuple | list) and len(answer) == 2,
+            "answer with a tuple (number of products, number of categories)",
+        )
+        frame = self.provider.sql(
+            f"SELECT count(*) AS n, count(DISTINCT category) AS c FROM {PRODUCTS}"
+        )
+        n, c = int(frame.iloc[0, 0]), int(frame.iloc[0, 1])
+        expect(int(answer[0]) == n, f"{answer[0]} is not the number of products; count every row")
+        expect(
+            int(answer[1]) == c,
+            f"{answer[1]} is not the number of categories; count DISTINCT values",
+        )
+
+    def _check_p2(self, answer: Any) -> None:
+        expect(isinstance(answer, str), f"answer with the region's name (a string), not {answer!r}")
+        counts = self.provider.sql(f"SELECT region, count(*) AS n FROM {STORES} GROUP BY region")
+        top = counts[counts["n"] == counts["n"].max()]["region"].str.lower().tolist()
+        expect(
+            answer.strip().lower() in top,
+            f"'{answer}' is not the region with the most stores; "
+            "group the stores by region and order by the count",
+        )
+
+    def _check_p3(self, _sql: Any) -> None:
+        from helpers.exceptions import NotFoundError
+
+        try:
+            share = self.catalog.get_share(SHARE)
+        except NotFoundError:
+            raise CheckFailed(
+                f"there is no share named {SHARE}; check the name in your statement"
+            ) from None
+        expect(bool((share.comment or "").strip()), "the share has no comment; add COMMENT '...'")
+
+    def _check_p4(self, _sql: Any) -> None:
+        expect(self._has_share(), f"create the share {SHARE} first (task p3)")
+        wanted = {self.catalog.get_table(t).location for t in (PRODUCTS, INVENTORY)}
+        shared = {t.location for t in self.catalog.shared_tables(SHARE)}
+        missing = len(wanted - shared)
+        expect(
+            missing == 0,
+            f"{missing} of the two tables is not in the share yet; SHOW ALL IN SHARE {SHARE}",
+        )
+        extra = len(shared - wanted)
+        expect(
+            extra == 0,
+            f"the share holds {extra} table(s) more than asked; "
+            f"ALTER SHARE {SHARE} REMOVE TABLE schema.table",
+        )
+
+    def _check_p5(self, _sql: Any) -> None:
+        from helpers.exceptions import NotFoundError
+
+        try:
+            recipient = self.catalog.get_recipient(RECIPIENT)
+        except NotFoundError:
+            raise CheckFailed(f"there is no recipient named {RECIPIENT}; SHOW RECIPIENTS") from None
+        expect(
+            bool((recipient.comment or "").strip()),
+            "the recipient has no comment; add COMMENT '...'",
+        )
+
+    def _require_grant(self) -> None:
+        grants = (
+            [g.recipient.lower() for g in self.catalog.grants_on_share(SHARE)]
+            if self._has_share()
+            else []
+        )
+        expect(RECIPIENT in grants, f"{RECIPIENT} has no grant on {SHARE} yet (task p6)")
+
+    def _has_share(self) -> bool:
+        return any(s.name.lower() == SHARE for s in self.catalog.list_shares())
+
+    def _check_p6(self, _sql: Any) -> None:
+        self._check_p5(None)
+        expect(self._has_share(), f"create the share {SHARE} first (task p3)")
+        self._require_grant()
+
+    def _check_p7(self, answer: Any) -> None:
+        expect(is_whole_number(answer), f"answer with a whole number, not {answer!r}")
+        audit = self.catalog.audit_frame()
+        n = int(
+            (
+                (audit["recipient"].str.lower() == RECIPIENT) & (audit["action"] == "queryTable")
+            ).sum()
+        )
+        expect(n > 0, "the recipient has not read anything yet: run the recipient cell above first")
+        expect(
+            int(answer) == n,
+            f"{answer} is not the number of queryTable requests by {RECIPIENT}; "
+            "filter on both the recipient and the action",
+        )
+
+
+def prepare(home: str | os.PathLike[str] | None = None) -> ProviderLab:
+    """Generate the retail dataset if missing, start the server, and return the lab's tasks."""
+    setup.ensure_dataset("retail", home)
+    setup.ensure_server(home)
+    return ProviderLab(home)

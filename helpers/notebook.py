@@ -1,0 +1,328 @@
+"""Small helpers the lab's notebooks share: environment check, lab home and server, key figures, plot style.
+
+Notebooks find everything from the environment so that JupyterLab, ``sharelab batch`` and the test suite run
+the same notebook unchanged:
+
+- the lab home from ``$SHARELAB_HOME`` (see :mod:`helpers.home`);
+- the provider server from the lab home's ``server/server.json``; when none runs, :func:`ensure_server`
+  starts one on ``$SHARELAB_PORT`` (default 8080);
+- the recipients' profiles from ``<lab home>/profiles/<recipient>.share``.
+
+:func:`key_figures` records a notebook's headline results as JSON in a cell output (mime type
+:data:`KEY_FIGURES_MIME`); ``sharelab batch`` collects them into its summary.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from helpers.exceptions import ServerError
+
+#: Mime type of the key-figures output that ``sharelab batch`` collects.
+KEY_FIGURES_MIME = "application/vnd.sharelab.key-figures+json"
+#: Environment variable with the port the provider server is started on when none runs.
+PORT_ENV = "SHARELAB_PORT"
+DEFAULT_PORT = 8080
+#: Root of the repository (``notebooks/``, ``labs/``).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: Packages the lab needs, with the minimum versions the notebooks were written for.
+REQUIRED_PACKAGES: dict[str, str] = {
+    "delta-sharing": "1.4.2",
+    "deltalake": "1.6",
+    "pandas": "2.2",
+    "pyarrow": "18",
+    "duckdb": "1.3",
+    "seaborn": "0.13",
+    "matplotlib": "3.9",
+    "papermill": "2.6",
+    "jupyterlab": "4.3",
+    "ipywidgets": "8.1",
+}
+
+#: The lab's notebooks: number, title, role and what each one teaches.
+LAB_MAP: tuple[tuple[str, str, str, str], ...] = (
+    ("00", "Start here", "everyone", "environment check, lab home, the provider server, this map"),
+    (
+        "01",
+        "Generate data",
+        "provider",
+        "airline and retail datasets as Delta tables, inspected with SQL",
+    ),
+    (
+        "02",
+        "Create shares",
+        "provider",
+        "shares, recipients, grants, SHOW GRANTS, activation links",
+    ),
+    (
+        "03",
+        "Open client (D2O)",
+        "recipient",
+        "profile → list, load into pandas, verification queries, dashboard",
+    ),
+    (
+        "04",
+        "Mounted catalog (D2D)",
+        "recipient",
+        "every shared table in DuckDB as share.schema.table, read-only",
+    ),
+    (
+        "05",
+        "Change data feed",
+        "provider",
+        "CDF, INSERT/UPDATE/DELETE/MERGE, WITH HISTORY, DESCRIBE HISTORY",
+    ),
+    (
+        "06",
+        "Consume changes",
+        "recipient",
+        "table changes from a remembered version, SCD type 1 and type 2 copies",
+    ),
+    (
+        "07",
+        "Security and audit",
+        "provider",
+        "token expiry, rotation, revocation, partition filters, audit log",
+    ),
+    ("08", "Data mesh", "provider", "domains, data products and contracts (own issue)"),
+    ("09", "Schema evolution", "provider", "evolving shared tables safely (own issue)"),
+)
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+def check_environment(required: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Installed versions of the packages the lab needs, one row per package with an ``ok`` column.
+
+    Shaped after DS-python-data-analysis' ``check_environment.py``: a missing or too old package is
+    a ``FAIL`` row naming what to install, never an exception, so the learner sees every problem at once.
+    """
+    from packaging.version import Version
+
+    rows = [
+        {
+            "package": "python",
+            "version": platform.python_version(),
+            "required": "3.11",
+            "ok": sys.version_info >= (3, 11),
+        }
+    ]
+    for name, minimum in (required or REQUIRED_PACKAGES).items():
+        try:
+            version = importlib.metadata.version(name)
+            ok = Version(version) >= Version(minimum)
+        except importlib.metadata.PackageNotFoundError:
+            version, ok = "missing", False
+        rows.append({"package": name, "version": version, "required": f">= {minimum}", "ok": ok})
+    frame = pd.DataFrame(rows)
+    frame["status"] = frame["ok"].map({True: "[ OK ]", False: "[FAIL]"})
+    return frame[["status", "package", "version", "required", "ok"]]
+
+
+def lab_home() -> Any:
+    """The lab home (:class:`helpers.home.LabHome`) from ``$SHARELAB_HOME``."""
+    from helpers.home import LabHome
+
+    return LabHome.resolve()
+
+
+def server_port(port: int | None = None) -> int:
+    """The port to start the provider server on: ``port``, else ``$SHARELAB_PORT``, else 8080."""
+    if port:
+        return int(port)
+    raw = os.environ.get(PORT_ENV)
+    return int(raw) if raw else DEFAULT_PORT
+
+
+def server_state() -> dict[str, Any] | None:
+    """The running provider server of this lab home (``server/server.json``), or None."""
+    return lab_home().server_state()
+
+
+def ensure_server(port: int | None = None, host: str = "127.0.0.1") -> dict[str, Any]:
+    """The running provider server of this lab home, started on :func:`server_port` when none runs."""
+    state = server_state()
+    if state:
+        return state
+    from helpers import server
+
+    return server.start(lab_home().path, host=host, port=server_port(port))
+
+
+def server_url() -> str:
+    """The running server's public URL (raises when none runs)."""
+    state = server_state()
+    if not state:
+        raise ServerError("the provider server is not running; run notebook 00 or `sharelab start`")
+    if state.get("public_url"):
+        return str(state["public_url"]).rstrip("/")
+    if state.get("endpoint"):
+        return str(state["endpoint"]).rstrip("/").removesuffix("/delta-sharing")
+    host = state.get("host") or "127.0.0.1"
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{state['port']}"
+
+
+def profile_path(recipient: str) -> Path:
+    """Where the lab keeps a recipient's profile: ``<lab home>/profiles/<recipient>.share``."""
+    return lab_home().profiles_dir / f"{recipient}.share"
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float):
+        return round(value, 2)
+    if isinstance(value, int | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+def key_figures(figures: Mapping[str, Any]) -> None:
+    """Record a notebook's headline results (row counts, totals...) for ``sharelab batch``.
+
+    Displays the figures as a small table and as JSON under :data:`KEY_FIGURES_MIME`; the batch runner
+    reads the latter from the executed notebook. Floats are rounded to 2 decimals so that outputs compare.
+
+    Returns None so the cell shows the figures once.
+    """
+    from IPython.display import display
+
+    data = _jsonable(figures)
+    text = "\n".join(f"{k}: {v}" for k, v in data.items())
+    display({KEY_FIGURES_MIME: data, "text/plain": text}, raw=True)
+
+
+def collect_key_figures(nb: Any) -> dict[str, Any]:
+    """Merge every key-figures output of an executed notebook (a ``nbformat`` node)."""
+    figures: dict[str, Any] = {}
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []) or []:
+            data = (output.get("data") or {}).get(KEY_FIGURES_MIME)
+            if isinstance(data, str):
+                data = json.loads(data)
+            if isinstance(data, Mapping):
+                figures.update(data)
+    return figures
+
+
+def lab_map() -> pd.DataFrame:
+    """The lab's notebooks and what each one teaches (those present in ``notebooks/`` are marked)."""
+    present = {p.name[:2] for p in (REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    rows = [
+        {"notebook": n, "title": t, "role": r, "teaches": w, "present": n in present}
+        for n, t, r, w in LAB_MAP
+    ]
+    return pd.DataFrame(rows)
+
+
+def use_style() -> None:
+    """The lab's plot style: seaborn whitegrid, colour-blind palette, readable sizes."""
+    import matplotlib as mpl
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", palette="colorblind", context="notebook")
+    mpl.rcParams.update(
+        {
+            "figure.figsize": (10, 5),
+            "figure.dpi": 80,
+            "axes.titleweight": "bold",
+            "savefig.bbox": "tight",
+        }
+    )
+
+
+# ----------------------------------------------------------------------------- provider steps
+
+
+def ensure_dataset(
+    dataset: str, *, scale: str = "small", seed: int = 42, regenerate: bool = False
+) -> tuple[bool, pd.DataFrame]:
+    """Generate ``dataset`` unless it exists already with the same scale and seed.
+
+    Regenerating replaces the tables (their versions restart at 0), which would surprise recipients that
+    follow a change data feed, so notebook re-runs keep the data unless the parameters changed. The
+    parameters of the last generation are recorded in ``data/<dataset>.params.json``.
+
+    :return: ``(generated, rows)``: whether it generated, and the row count per table
+        (``schema``, ``table``, ``rows``).
+    """
+    from deltalake import DeltaTable
+
+    from helpers.datagen import generate
+
+    home = lab_home()
+    marker = home.data_dir / f"{dataset}.params.json"
+    want = {"scale": scale, "seed": int(seed)}
+    try:
+        have = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        have = None
+    generated = False
+    if regenerate or have != want or not (home.data_dir / dataset).is_dir():
+        generate(dataset, home.path, scale=scale, seed=int(seed), progress=False)
+        marker.write_text(json.dumps(want), encoding="utf-8")
+        generated = True
+    rows = []
+    for schema_dir in sorted(p for p in (home.data_dir / dataset).iterdir() if p.is_dir()):
+        for table_dir in sorted(p for p in schema_dir.iterdir() if (p / "_delta_log").is_dir()):
+            rows.append(
+                {
+                    "schema": schema_dir.name,
+                    "table": table_dir.name,
+                    "rows": DeltaTable(str(table_dir)).count(),
+                }
+            )
+    return generated, pd.DataFrame(rows, columns=["schema", "table", "rows"])
+
+
+def require_profile(path: str | os.PathLike[str]) -> None:
+    """Fail fast, saying what to do, when a profile file is missing or no longer works."""
+    from helpers import recipient
+
+    status = recipient.check_profile(path)  # raises NotFoundError for a missing file
+    if status != "ok":
+        raise ServerError(
+            f"profile {Path(path).name} does not work ({status}): start the provider server "
+            "(notebook 00) and hand out fresh profiles (re-run notebook 02)"
+        )
+
+
+def hand_out_profile(
+    provider: Any, recipient_name: str, link: str | None = None, *, reissue: bool = False
+) -> tuple[Path, str]:
+    """Give a recipient a working profile in ``<lab home>/profiles/`` through an activation link.
+
+    Keeps a profile that still works (unless ``reissue``); otherwise redeems ``link`` (the one
+    ``CREATE RECIPIENT`` showed) or, when there is none, makes a fresh one with ``ROTATE TOKEN``.
+
+    :return: the profile path and what happened (``kept``, ``activated``).
+    """
+    from helpers import recipient
+
+    path = profile_path(recipient_name)
+    if path.exists() and not reissue and recipient.check_profile(path) == "ok":
+        return path, "kept"
+    if link is None:
+        link = provider.sql(f"ALTER RECIPIENT {recipient_name} ROTATE TOKEN")[
+            "activation_link"
+        ].item()
+    recipient.activate(link, path, overwrite=True)
+    return path, "activated"

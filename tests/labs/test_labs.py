@@ -1,0 +1,212 @@
+"""Each lab run three ways (solution, untouched exercise, planted wrong answers), plus build and grading."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers.exceptions import InvalidArgumentError
+from helpers.labs.build import build, strip_solutions
+from helpers.labs.core import FAILED, LAB_FILES, NOT_ATTEMPTED, PASSED, results_from_notebook
+from helpers.labs.grade import expected_tasks
+
+REPO = Path(__file__).resolve().parents[2]
+LABS = REPO / "labs"
+
+pytestmark = pytest.mark.notebooks
+
+#: lab -> {task: (source replacing the task's ____, text the failure message must contain)}
+WRONG: dict[str, dict[str, tuple[str, str]]] = {
+    "provider": {
+        "p1": ("(1, 1)", "not the number of products"),
+        "p2": ("'Atlantis'", "not the region with the most stores"),
+        "p3": (
+            "CREATE SHARE IF NOT EXISTS store_inventry COMMENT 'typo in the name'",
+            "no share named store_inventory",
+        ),
+        "p4": (
+            "ALTER SHARE store_inventory ADD TABLE retail.sales.products",
+            "is not in the share yet",
+        ),
+        "p5": (
+            "CREATE RECIPIENT IF NOT EXISTS regional_stores COMMENT 'typo in the name'",
+            "no recipient named regional_store",
+        ),
+        "p6": ("SHOW GRANTS ON SHARE store_inventory", "has no grant on store_inventory"),
+        "p7": ("0", "is not the number of queryTable requests"),
+    },
+    "recipient": {
+        "r1": ("1", "is not the number of tables"),
+        "r2": ("'not a connection'", "answer with the DuckDB connection"),
+        "r3": ("0.5", "not the sum of total_price"),
+        "r4": ("('XXX', 'YYY')", "is not the busiest route"),
+        "r5": ("-3", "not the number of bookings on CANCELLED flights"),
+        "r6": ("True", "look again at what your profile lists"),
+    },
+    "cdf": {
+        "c1": ("-1", "not the table's current version"),
+        "c2": ("copied = '/nonexistent/copy'", "is not a Delta table yet"),
+        "c3": (
+            "delta_sharing.load_table_changes_as_pandas(url, starting_version=0)",
+            "which your copy holds already",
+        ),
+        "c4": ("synced = local_path", "rows differ from the provider's current table"),
+    },
+}
+
+
+def _execute(
+    path: Path, out: Path, home: Path, parameters: dict | None = None
+) -> nbformat.NotebookNode:
+    import papermill as pm
+
+    pm.execute_notebook(
+        str(path),
+        str(out),
+        parameters={"home": str(home), **(parameters or {})},
+        progress_bar=False,
+        cwd=str(LABS),
+        kernel_name="python3",
+    )
+    return nbformat.read(out, as_version=4)
+
+
+def _statuses(nb: nbformat.NotebookNode) -> dict[str, dict[str, str]]:
+    return {r["task"]: r for r in results_from_notebook(nb)}
+
+
+@pytest.fixture(autouse=True)
+def _stop_servers(lab_home: Path):
+    yield
+    from helpers import server
+
+    for home in lab_home.parent.glob("home-*"):
+        server.stop(home)
+
+
+def test_exercises_match_their_solutions() -> None:
+    assert build(check=True) == [], "run 'sharelab labs build' and commit the exercises"
+
+
+def test_strip_solutions_blanks_marked_regions() -> None:
+    source = "x = (\n    # BEGIN SOLUTION\n    42\n    # END SOLUTION\n)\nsql = '''\n-- BEGIN SOLUTION\nSELECT 1\n-- END SOLUTION\n'''"
+    assert strip_solutions(source) == "x = (\n    ____\n)\nsql = '''\n____\n'''"
+    with pytest.raises(InvalidArgumentError, match="never closed"):
+        strip_solutions("# BEGIN SOLUTION\n1")
+    with pytest.raises(InvalidArgumentError, match="without"):
+        strip_solutions("1\n# END SOLUTION")
+
+
+@pytest.mark.parametrize("lab", list(LAB_FILES)[:3])
+def test_solution_passes_every_check(lab: str, lab_home: Path, tmp_path: Path) -> None:
+    stem = LAB_FILES[lab]
+    nb = _execute(
+        LABS / "solutions" / f"{stem}.ipynb", tmp_path / "out.ipynb", tmp_path / "home-solution"
+    )
+    statuses = _statuses(nb)
+    tasks = expected_tasks(nb)
+    assert tasks and set(statuses) == set(tasks)
+    assert {t: r["status"] for t, r in statuses.items()} == dict.fromkeys(tasks, PASSED)
+
+
+@pytest.mark.parametrize("lab", list(LAB_FILES)[:3])
+def test_untouched_exercise_reports_not_attempted(lab: str, lab_home: Path, tmp_path: Path) -> None:
+    stem = LAB_FILES[lab]
+    nb = _execute(LABS / f"{stem}.ipynb", tmp_path / "out.ipynb", tmp_path / "home-untouched")
+    statuses = _statuses(nb)
+    assert statuses and {t: r["status"] for t, r in statuses.items()} == dict.fromkeys(
+        expected_tasks(nb), NOT_ATTEMPTED
+    )
+
+
+def _plant(
+    exercise: Path, wrong: dict[str, tuple[str, str]], solution: Path
+) -> nbformat.NotebookNode:
+    """The solution notebook with, before each task cell named in ``wrong``, the exercise's cell holding
+    the wrong answer. The solution cell after it repairs the state, so each wrong answer is judged on an
+    otherwise correct lab (the first verdict per task is the planted one)."""
+    ex = nbformat.read(exercise, as_version=4)
+    nb = nbformat.read(solution, as_version=4)
+    cells = []
+    for ex_cell, sol_cell in zip(ex.cells, nb.cells, strict=True):
+        tags = [t for t in sol_cell.get("metadata", {}).get("tags", []) if t.startswith("task:")]
+        if tags and tags[0][5:] in wrong:
+            planted = nbformat.from_dict(ex_cell)
+            planted.source = planted.source.replace("____", wrong[tags[0][5:]][0], 1)
+            planted.metadata["tags"] = ["planted"]
+            cells.append(planted)
+        cells.append(sol_cell)
+    nb.cells = cells
+    return nb
+
+
+def _first_statuses(nb: nbformat.NotebookNode) -> dict[str, dict[str, str]]:
+    first: dict[str, dict[str, str]] = {}
+    for r in results_from_notebook(nb):
+        first.setdefault(r["task"], r)
+    return first
+
+
+@pytest.mark.parametrize("lab", list(LAB_FILES)[:3])
+def test_planted_wrong_answers_are_caught(lab: str, lab_home: Path, tmp_path: Path) -> None:
+    stem = LAB_FILES[lab]
+    planted = _plant(LABS / f"{stem}.ipynb", WRONG[lab], LABS / "solutions" / f"{stem}.ipynb")
+    path = tmp_path / "planted.ipynb"
+    nbformat.write(planted, path)
+    nb = _execute(path, tmp_path / "out.ipynb", tmp_path / "home-wrong")
+    statuses = _first_statuses(nb)
+    for task, (_, message) in WRONG[lab].items():
+        assert statuses[task]["status"] == FAILED, (task, statuses[task])
+        assert message in statuses[task]["message"], (task, statuses[task]["message"])
+
+
+def test_grade_prints_a_table_per_learner(lab_home: Path, tmp_path: Path) -> None:
+    learners = tmp_path / "learners"
+    learners.mkdir()
+    stem = LAB_FILES["recipient"]
+    (learners / "ada.ipynb").write_text((LABS / "solutions" / f"{stem}.ipynb").read_text())
+    (learners / "bob.ipynb").write_text((LABS / f"{stem}.ipynb").read_text())
+    carol = nbformat.read(LABS / f"{stem}.ipynb", as_version=4)
+    for cell in carol.cells:
+        if "task:r1" in cell.get("metadata", {}).get("tags", []):
+            cell.source = cell.source.replace("____", WRONG["recipient"]["r1"][0], 1)
+    nbformat.write(carol, learners / "carol.ipynb")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "labs",
+            "grade",
+            str(learners),
+            "--csv",
+            str(tmp_path / "grades.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    import pandas as pd
+
+    grades = pd.read_csv(tmp_path / "grades.csv").set_index("learner")
+    assert grades.loc["ada", "passed"] == "6/6"
+    assert (grades.loc["bob", [f"r{i}" for i in range(1, 7)]] == NOT_ATTEMPTED).all()
+    assert grades.loc["carol", "r1"] == FAILED
+    assert "ada" in result.stdout and "carol" in result.stdout
+
+
+def test_grade_of_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "helpers", "labs", "grade", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 1
+    assert "no .ipynb files" in result.stderr

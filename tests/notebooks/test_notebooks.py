@@ -1,0 +1,144 @@
+"""The lab's notebooks, executed for real: nbval against the committed outputs, papermill with other parameters.
+
+Each test runs the whole curriculum in its own lab home with the provider server on a free loopback port
+(``SHARELAB_HOME`` / ``SHARELAB_PORT`` reach the kernels through the environment) and stops the server after.
+
+- ``test_nbval_committed_outputs`` re-executes the committed notebooks with ``--nbval-lax``: every cell must
+  run, and the cells marked ``# NBVAL_CHECK_OUTPUT`` (row counts, totals, SHOW GRANTS tables...) must
+  reproduce the committed reference outputs after ``sanitize.cfg`` masks times, tokens, ports and paths.
+- ``test_papermill_other_seed`` runs the batch with ``seed=7`` and the delta response format and checks
+  the results against each other and against the reference run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers import server
+from helpers.batch import run_batch
+from helpers.notebook import REPO_ROOT as REPO
+from helpers.notebook import collect_key_figures
+
+pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SANITIZE = Path(__file__).with_name("sanitize.cfg")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _reference_figures(name_prefix: str) -> dict:
+    path = next(p for p in NOTEBOOKS if p.name.startswith(name_prefix))
+    return collect_key_figures(nbformat.read(path, as_version=4))
+
+
+def test_notebooks_are_committed_with_outputs() -> None:
+    """The committed notebooks carry a reference run: every code cell executed, no error output."""
+    assert NOTEBOOKS, "no notebook under notebooks/"
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code[0].metadata.get("tags") == ["parameters"], (
+            f"{path.name}: first code cell is not 'parameters'"
+        )
+        for line in code[0].source.splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                assert "  # " in line, f"{path.name}: parameter without a trailing comment: {line}"
+        assert all(c.execution_count for c in code), (
+            f"{path.name}: not executed (run the reference batch)"
+        )
+        errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+        assert not errors, f"{path.name}: committed with an error output"
+
+
+def test_nbval_committed_outputs(tmp_path: Path) -> None:
+    home = tmp_path / "lab-home"
+    env = dict(os.environ, SHARELAB_HOME=str(home), SHARELAB_PORT=str(free_port()))
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--nbval-lax",
+        "--nbval-current-env",
+        "--nbval-sanitize-with",
+        str(SANITIZE),
+        "--nbval-cell-timeout",
+        "600",
+        "-o",
+        "addopts=",
+        "--rootdir",
+        str(REPO),
+        *map(str, NOTEBOOKS),
+    ]
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    finally:
+        server.stop(home)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+
+
+def test_papermill_other_seed(tmp_path: Path) -> None:
+    home = tmp_path / "lab-home"
+    result = run_batch(
+        {"seed": 7, "use_delta_format": True},
+        only=["notebooks/*"],
+        out=tmp_path / "run",
+        home=home,
+        port=free_port(),
+        echo=False,
+    )
+    assert server.status(home) is None, "the batch must stop the server it started"
+    failed = {r.notebook: r.error for r in result.runs if r.status != "ok"}
+    assert not failed, failed
+    figures = {Path(r.notebook).name[:2]: r.key_figures for r in result.runs}
+    # Parameters reach only the notebooks that declare them.
+    params = {Path(r.notebook).name[:2]: r.parameters for r in result.runs}
+    assert (
+        params["01"] == {"seed": 7}
+        and params["03"] == {"use_delta_format": True}
+        and params["00"] == {}
+    )
+
+    # Another seed gives other data of the same shape (small scale volumes are fixed).
+    reference = _reference_figures("01")
+    assert (
+        figures["01"]["airline.sales_domain.bookings"]
+        == reference["airline.sales_domain.bookings"]
+        == 2000
+    )
+    assert figures["01"]["booking_revenue_usd"] != reference["booking_revenue_usd"]
+    # The recipient (open protocol, delta format) sees exactly what the provider's SQL sees.
+    assert figures["03"]["bookings"] == 2000
+    assert figures["03"]["revenue_usd"] == figures["01"]["booking_revenue_usd"]
+    assert figures["03"]["daily_revenue_verified"] is True
+    assert figures["02"] == {
+        "shares": 3,
+        "recipients": 2,
+        "grants": 4,
+        "sales_team_tables": 10,
+        "operations_team_tables": 10,
+    }
+    assert figures["04"]["shares_visible"] == 2 and figures["04"]["mounted_tables"] == 10
+    # The provider's CDF run and the recipient's type-1 copy agree.
+    assert figures["05"]["commits"] == 4
+    assert figures["06"]["type1_equals_provider"] is True
+    assert figures["06"]["type1_rows"] == figures["05"]["rows_after"]
+    assert figures["06"]["table_version"] == figures["05"]["version_after"]
+    # Partition filters split the flights between the partners without loss or overlap.
+    assert figures["07"]["partners_isolated"] is True
+    assert sum(figures["07"]["partner_rows"].values()) == figures["03"]["flights"]
+    assert (tmp_path / "run" / "summary.html").is_file()

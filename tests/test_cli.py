@@ -1,0 +1,55 @@
+"""The ``sharelab`` entry point: every command is wired, has --help, and errors are one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+COMMANDS = ["sql", "profile", "token", "generate", "serve", "start", "stop", "status", "jupyter", "batch",
+            "labs", "mesh"]
+
+
+def sharelab(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    prefix = ["--home", str(home)] if home else []
+    return subprocess.run([sys.executable, "-m", "helpers", *prefix, *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+
+
+def test_help_lists_every_command() -> None:
+    result = sharelab("--help")
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout, command
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = sharelab(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    result = sharelab("frobnicate")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+def test_errors_are_one_line_and_exit_1(lab_home: Path) -> None:
+    result = sharelab("sql", "DROP SHARE no_such_share", home=lab_home)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "no_such_share" in lines[0]
+
+
+def test_console_script_matches_module() -> None:
+    script = Path(sys.executable).parent / "sharelab"
+    if not script.exists():
+        pytest.skip("console script not installed in this environment")
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("sharelab ")
