@@ -123,7 +123,32 @@ class LabHome:
             pid = int(state.get("pid", 0))
         except (TypeError, ValueError):
             return None
-        return state if _pid_alive(pid) else None
+        return state if _pid_alive(pid) and self.server_lock_held() else None
+
+    def server_lock_held(self) -> bool:
+        """Whether a live server holds ``server/server.lock``.
+
+        ``server.json`` alone can lie: its pid may have died and been reused by another process. The
+        server keeps an exclusive ``flock`` on the lock file for its whole life, so a failed non-blocking
+        lock attempt proves it runs. Without ``fcntl`` (Windows) the pid check has to do.
+        """
+        lock_file = self.server_dir / "server.lock"
+        if not lock_file.exists():
+            return False
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return True
+        fd = os.open(lock_file, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
 
     def open_catalog(self) -> Catalog:
         """Open (creating and migrating) this home's catalog."""

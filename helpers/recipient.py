@@ -513,13 +513,33 @@ def _keys(key: str | Sequence[str]) -> list[str]:
     return keys
 
 
-def _commit(keys: Sequence[str], version: int) -> Any:
+def _commit(keys: Sequence[str], version: int, source_id: str | None = None) -> Any:
     from deltalake import CommitProperties, Transaction
 
+    metadata = {"sharelab.source_version": str(int(version))}
+    if source_id:
+        metadata["sharelab.source_table_id"] = str(source_id)
     return CommitProperties(
         app_transactions=[Transaction(app_id=_txn_app_id(keys), version=int(version))],
-        custom_metadata={"sharelab.source_version": str(int(version))},
+        custom_metadata=metadata,
     )
+
+
+def copy_source_id(local_delta_path: str | os.PathLike[str]) -> str | None:
+    """The source table id a copy was started from (``snapshot_copy(..., source_id=...)``), or None.
+
+    A provider that drops and recreates a table gives it a new id (and restarts its versions), so a
+    recipient compares this with ``delta_sharing.get_table_metadata(url).id`` before applying changes.
+    """
+    from deltalake import DeltaTable
+
+    local = str(Path(local_delta_path).expanduser())
+    if not DeltaTable.is_deltatable(local):
+        return None
+    for entry in DeltaTable(local).history():  # newest first
+        if entry.get("sharelab.source_table_id"):
+            return str(entry["sharelab.source_table_id"])
+    return None
 
 
 def _to_arrow(frame: pd.DataFrame, schema: Any = None) -> Any:
@@ -547,6 +567,7 @@ def snapshot_copy(
     scd2: bool = False,
     valid_from: Any = None,
     overwrite: bool = False,
+    source_id: str | None = None,
 ) -> Path:
     """Start a local Delta copy from a snapshot read at source ``version``.
 
@@ -555,6 +576,8 @@ def snapshot_copy(
     :param scd2: add the type-2 columns (``valid_from``, ``valid_to``, ``is_current``, ``start_version``,
         ``end_version``); ``valid_from`` should be the commit timestamp of ``version`` (never now()).
     :param overwrite: replace an existing copy; otherwise an existing copy is left as it is.
+    :param source_id: the source table's id (``get_table_metadata(url).id``), recorded so that
+        :func:`copy_source_id` can tell when the provider recreated the table.
     :raises AlreadyExistsError: the copy exists and ``overwrite`` is false.
     """
     from deltalake import DeltaTable, write_deltalake
@@ -590,7 +613,7 @@ def snapshot_copy(
         local,
         _to_arrow(frame),
         mode="overwrite",
-        commit_properties=_commit(keys, version),
+        commit_properties=_commit(keys, version, source_id),
         schema_mode="overwrite" if overwrite else None,
     )
     return Path(local)

@@ -1557,8 +1557,13 @@ def serve(
             f"(pid {running.get('pid', '?')}, {running.get('endpoint', 'unknown endpoint')}); "
             "stop it with `sharelab stop` or use another --home"
         ) from None
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto is TCP;
+    # with proto 0, Nagle + the client's delayed ACK add ~40 ms to every keep-alive response with a body.
+    sock = socket.socket(
+        socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+    )
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -1651,25 +1656,8 @@ def _healthy(host: str, port: int, timeout: float = 1.0) -> bool:
 
 
 def _lock_held(lab: Any) -> bool:
-    """Whether a server process holds this lab home's ``server/server.lock`` (i.e. really runs).
-
-    ``server.json`` alone can lie: its pid may have died and been reused by an unrelated process.
-    """
-    import fcntl
-
-    _, _, _, lock_file = _state_paths(lab)
-    if not lock_file.exists():
-        return False
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+    """Whether a server process holds this lab home's ``server/server.lock`` (i.e. really runs)."""
+    return lab.server_lock_held()
 
 
 def _running_state(lab: Any) -> dict[str, Any] | None:

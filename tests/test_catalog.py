@@ -96,7 +96,13 @@ def test_lab_home_layout_and_server_state(lab_home: Path) -> None:
     assert home.server_state() is None
     home.server_dir.mkdir()
     (home.server_dir / "server.json").write_text(json.dumps({"pid": os.getpid(), "port": 1}))
-    assert home.server_state() == {"pid": os.getpid(), "port": 1}
+    assert home.server_state() is None  # live pid, but no server holds the lock: a stale file
+    import fcntl
+
+    with open(home.server_dir / "server.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running server does
+        assert home.server_state() == {"pid": os.getpid(), "port": 1}
+    assert home.server_state() is None  # the lock was released with the file
     (home.server_dir / "server.json").write_text(json.dumps({"pid": 2**22 + 12345, "port": 1}))
     assert home.server_state() is None  # dead pid
     (home.server_dir / "server.json").write_text("{not json")

@@ -10,6 +10,7 @@ import json
 import stat
 from pathlib import Path
 
+import delta_sharing
 import duckdb
 import pandas as pd
 import pyarrow as pa
@@ -172,7 +173,10 @@ def test_cdf_scd1_scd2_round_trip(shared: dict, tmp_path: Path) -> None:
     copy1, copy2 = tmp_path / "scd1", tmp_path / "scd2"
     snapshot = recipient.load(profile, name, version=start)
     first = recipient.changes(profile, name, start, start)
-    recipient.snapshot_copy(copy1, snapshot, "customer_id", start)
+
+    table_id = delta_sharing.get_table_metadata(recipient.table_url(profile, *name.split("."))).id
+    assert table_id
+    recipient.snapshot_copy(copy1, snapshot, "customer_id", start, source_id=table_id)
     recipient.snapshot_copy(
         copy2,
         snapshot,
@@ -208,6 +212,10 @@ def test_cdf_scd1_scd2_round_trip(shared: dict, tmp_path: Path) -> None:
     assert set(feed["_change_type"]) == {"insert", "update_preimage", "update_postimage", "delete"}
 
     r1 = recipient.apply_scd1(copy1, feed, "customer_id")
+    assert recipient.copy_source_id(copy1) == table_id  # kept across later commits
+    assert (
+        recipient.copy_source_id(copy2) is None and recipient.copy_source_id(tmp_path / "x") is None
+    )
     assert r1["deleted"] == 1 and r1["upserted"] == 5  # 5, 6, 7 inserted; 1, 3 updated
     now = recipient.load(profile, name)
     assert recipient.same_rows(recipient.read_copy(copy1), now, "customer_id")

@@ -241,11 +241,17 @@ def test_create_recipient_shows_a_one_time_activation_link(
 
 
 def test_activation_link_uses_the_running_servers_public_url(
-    provider: Provider, lab_home: Path
+    provider: Provider, lab_home: Path, request: pytest.FixtureRequest
 ) -> None:
+    import fcntl
+
+    # what a running server leaves: server.json and an exclusive lock on server.lock (held here)
     state = {"pid": os.getpid(), "public_url": "http://lab.example:9999/", "port": 9999}
     (lab_home / "server").mkdir()
     (lab_home / "server" / "server.json").write_text(json.dumps(state))
+    lock = open(lab_home / "server" / "server.lock", "w")  # noqa: SIM115 - closed below
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    request.addfinalizer(lock.close)
     link = provider.sql("CREATE RECIPIENT r").loc[0, "activation_link"]
     assert link.startswith("http://lab.example:9999/delta-sharing/activation/")
     # what `sharelab serve` writes without --public-url: no public_url, the endpoint says where it is
@@ -452,7 +458,8 @@ def test_seed_000_topology(provider: Provider, lab_home: Path) -> None:
     assert [t.name for t in provider.catalog.shared_tables("sales_data_share")] == ["bookings"]
 
 
-def test_magic_runs_cells(lab_home: Path) -> None:
+def test_magic_runs_cells(lab_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))  # keep ~/.ipython untouched
     from IPython.testing.globalipapp import get_ipython
 
     ip = get_ipython()

@@ -362,9 +362,14 @@ def test_cli_profile_writes_0600_profile(
 def test_cli_profile_uses_running_server_endpoint(
     lab_home: Path, cat: Catalog, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import fcntl
+
     (lab_home / "server").mkdir()
     state = {"pid": os.getpid(), "endpoint": "http://127.0.0.1:4242/delta-sharing/"}
     (lab_home / "server" / "server.json").write_text(json.dumps(state))
+    # what a running server holds for its whole life: an exclusive lock on server.lock
+    lock = open(lab_home / "server" / "server.lock", "w")  # noqa: SIM115 - closed at the end
+    fcntl.flock(lock, fcntl.LOCK_EX)
     out = lab_home / "a.share"
     assert (
         run_cli(capsys, "--home", str(lab_home), "profile", "sales_team", "--out", str(out))[0] == 0
@@ -383,6 +388,7 @@ def test_cli_profile_uses_running_server_endpoint(
         explicit,
     )
     assert json.loads(out.read_text())["endpoint"] == explicit
+    lock.close()
 
 
 @pytest.mark.parametrize(

@@ -138,6 +138,7 @@ def _plant(
             planted = nbformat.from_dict(ex_cell)
             planted.source = planted.source.replace("____", wrong[tags[0][5:]][0], 1)
             planted.metadata["tags"] = ["planted"]
+            planted.id = f"planted-{len(cells)}"  # cell ids must stay unique
             cells.append(planted)
         cells.append(sol_cell)
     nb.cells = cells

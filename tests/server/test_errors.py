@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import delta_sharing
@@ -238,7 +239,7 @@ def _small_table(path: Any, rows: int = 3) -> None:
     write_deltalake(str(path), pa.table({"id": pa.array(range(rows), pa.int64())}))
 
 
-def test_vacuumed_files_and_cleaned_log_are_4xx(lab: SharingLab, tmp_path: Any) -> None:
+def test_vacuumed_files_and_cleaned_log_are_4xx(lab: SharingLab, tmp_path: Path) -> None:
     import pyarrow as pa
     from deltalake import DeltaTable, write_deltalake
 
@@ -267,7 +268,7 @@ def test_vacuumed_files_and_cleaned_log_are_4xx(lab: SharingLab, tmp_path: Any) 
     assert lab.query(share, "s", "t", recipient=who).version == DeltaTable(str(path)).version()
 
 
-def test_deleted_table_directory_is_4xx(lab: SharingLab, tmp_path: Any) -> None:
+def test_deleted_table_directory_is_4xx(lab: SharingLab, tmp_path: Path) -> None:
     import shutil
 
     path = tmp_path / "doomed"
@@ -285,7 +286,7 @@ def test_deleted_table_directory_is_4xx(lab: SharingLab, tmp_path: Any) -> None:
         assert 400 <= resp.status_code < 500, (resp.request.url, resp.status_code, resp.text[:200])
 
 
-def test_catalog_changes_apply_to_running_server(lab: SharingLab, tmp_path: Any) -> None:
+def test_catalog_changes_apply_to_running_server(lab: SharingLab, tmp_path: Path) -> None:
     path = tmp_path / "changing"
     _small_table(path)
     share, who = lab.share_table(path)
@@ -320,3 +321,17 @@ def test_timestamp_formats_accepted(lab: SharingLab, sales_ts: dict[int, int], s
     assert resp.status_code == 200, resp.text
     assert resp.headers["Delta-Table-Version"] == "1"
     assert lab.query("retail_share", "core", "sales", {"timestamp": value}).version == 1
+
+
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("DELETE", "/shares"),
+        ("POST", "/shares"),
+        ("GET", SALES + "/query"),
+        ("PUT", SALES + "/query"),
+    ],
+)
+def test_wrong_method_is_json_405(lab: SharingLab, method: str, path: str) -> None:
+    resp = lab.session.request(method, lab.base + path, headers=lab.auth("alice"), timeout=10)
+    assert_error(resp, 405)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import delta_sharing
@@ -228,7 +229,7 @@ def test_hints_on_time_travel(lab: SharingLab) -> None:
 
 
 def test_timestamp_stats_are_widened_to_millisecond_precision(
-    lab: SharingLab, tmp_path: Any
+    lab: SharingLab, tmp_path: Path
 ) -> None:
     """Stats keep milliseconds, data keeps microseconds (pitfall e): never skip a file on the ms edge."""
     import datetime as dt

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import delta_sharing
@@ -13,7 +14,7 @@ import pytest
 import requests
 from deltalake import DeltaTable
 
-from .conftest import Response, SharingLab, iso_ms
+from .conftest import BASE_TS, Response, SharingLab, iso_ms
 
 SALES_COLUMNS = ["id", "region", "amount", "name", "ts", "day"]
 FORMATS = [None, False, True]
@@ -237,6 +238,11 @@ def test_query_streams_ndjson(lab: SharingLab) -> None:
     assert resp.headers["Content-Type"].startswith("application/x-ndjson")
     assert resp.headers["Delta-Table-Version"] == "3"
     assert "" not in resp.text.rstrip("\n").split("\n"), "NDJSON must have no blank lines"
+    # Streamed from a generator, not built in memory first: chunked, no Content-Length.
+    assert resp.headers.get("Transfer-Encoding") == "chunked"
+    assert "Content-Length" not in resp.headers
+    changes = lab.get("/shares/retail_share/schemas/core/tables/events/changes?startingVersion=0")
+    assert changes.headers.get("Transfer-Encoding") == "chunked"
     # No endStreamAction unless asked for: every line after the first two is a file (protocol §6.3).
     lines = [json.loads(x) for x in resp.text.splitlines()]
     assert all("file" in line for line in lines[2:])
@@ -379,7 +385,7 @@ def test_changes_paging_with_max_files(lab: SharingLab) -> None:
     assert sorted(key(x) for x in got) == sorted(key(json.loads(x)) for x in expected)
 
 
-def test_refresh_token_replays_the_same_snapshot(lab: SharingLab, tmp_path: Any) -> None:
+def test_refresh_token_replays_the_same_snapshot(lab: SharingLab, tmp_path: Path) -> None:
     """A fresh table: get a refresh token, commit, refresh: same version, same files, new URLs work."""
     from .conftest import build_plain_table
 
@@ -404,7 +410,7 @@ def test_refresh_token_replays_the_same_snapshot(lab: SharingLab, tmp_path: Any)
             {
                 "k": pa.array([99], pa.int64()),
                 "label": ["new"],
-                "ts": pa.array([first_ts()], pa.timestamp("us", tz="UTC")),
+                "ts": pa.array([BASE_TS], pa.timestamp("us", tz="UTC")),
             }
         ),
         mode="append",
@@ -425,12 +431,6 @@ def test_refresh_token_replays_the_same_snapshot(lab: SharingLab, tmp_path: Any)
         recipient=name,
     )
     assert both.status_code == 400
-
-
-def first_ts() -> Any:
-    import datetime as dt
-
-    return dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
 
 
 # -- reader features and batch conversion ---------------------------------------------------------------
@@ -478,3 +478,184 @@ def test_convert_in_batches(lab: SharingLab, use_delta_format: bool) -> None:
         convert_in_batches=True,
     )
     assert set(changes["_commit_version"].astype(int)) == {1, 2, 3, 4}
+
+
+def test_special_partition_values(lab: SharingLab, tmp_path: Path) -> None:
+    """Partition values that are URL-escaped in the Delta log (and again on disk) download correctly."""
+    from deltalake import write_deltalake
+
+    path = tmp_path / "cities"
+    cities = ["São Paulo", "a/b", "x=y", "50%", "a b", "#hash?q", None]
+    write_deltalake(
+        str(path),
+        pa.table({"city": pa.array(cities, pa.string()), "n": pa.array(range(7), pa.int64())}),
+        partition_by=["city"],
+    )
+    share, who = lab.share_table(path)
+    resp = lab.query(share, "s", "t", recipient=who)
+    assert sorted(f["partitionValues"]["city"] or "" for f in resp.files) == sorted(
+        c or "" for c in cities
+    )
+    for f in resp.files:
+        got = requests.get(f["url"], timeout=10)
+        assert got.status_code == 200, (f["partitionValues"], got.status_code, got.text[:200])
+        assert len(got.content) == f["size"]
+    url = f"{lab.profiles[who]}#{share}.s.t"
+    for fmt in FORMATS:
+        df = delta_sharing.load_as_pandas(url, use_delta_format=fmt)
+        assert sorted(zip(df["n"], df["city"].where(df["city"].notna(), None), strict=True)) == [
+            (i, c) for i, c in enumerate(cities)
+        ]
+    hint = json.dumps(
+        {
+            "op": "equal",
+            "children": [
+                {"op": "column", "name": "city", "valueType": "string"},
+                {"op": "literal", "value": "São Paulo", "valueType": "string"},
+            ],
+        }
+    )
+    only = lab.query(share, "s", "t", {"jsonPredicateHints": hint}, recipient=who)
+    assert [f["partitionValues"]["city"] for f in only.files] == ["São Paulo"]
+
+
+def test_checkpointed_table(lab: SharingLab, tmp_path: Path) -> None:
+    """Snapshots rebuilt from a checkpoint (and from a log whose early commits were cleaned up)."""
+    from deltalake import write_deltalake
+
+    path = tmp_path / "checkpointed"
+    for i in range(4):
+        write_deltalake(
+            str(path),
+            pa.table({"k": pa.array([i * 10 + j for j in range(3)], pa.int64())}),
+            mode="append",
+        )
+    DeltaTable(str(path)).delete("k = 11")  # v4: a remove and an add
+    DeltaTable(str(path)).create_checkpoint()  # checkpoint at v4
+    write_deltalake(str(path), pa.table({"k": pa.array([99], pa.int64())}), mode="append")  # v5
+    share, who = lab.share_table(path)
+    url = f"{lab.profiles[who]}#{share}.s.t"
+
+    def expected(version: int | None = None) -> list[int]:
+        return sorted(DeltaTable(str(path), version=version).to_pandas()["k"].tolist())
+
+    resp = lab.query(share, "s", "t", recipient=who)
+    assert resp.version == 5
+    assert len(resp.files) == len(DeltaTable(str(path)).file_uris())
+    hint = json.dumps(
+        {
+            "op": "greaterThan",
+            "children": [
+                {"op": "column", "name": "k", "valueType": "long"},
+                {"op": "literal", "value": "50", "valueType": "long"},
+            ],
+        }
+    )
+    assert len(lab.query(share, "s", "t", {"jsonPredicateHints": hint}, recipient=who).files) == 1
+    for fmt in FORMATS:
+        assert sorted(delta_sharing.load_as_pandas(url, use_delta_format=fmt)["k"]) == expected()
+    assert sorted(delta_sharing.load_as_pandas(url, version=2)["k"]) == expected(2)
+    # Log clean-up: commits before the checkpoint are gone; the checkpoint still gives v4 and v5.
+    for v in range(4):
+        (path / "_delta_log" / f"{v:020d}.json").unlink()
+    assert sorted(delta_sharing.load_as_pandas(url)["k"]) == expected()
+    assert sorted(delta_sharing.load_as_pandas(url, version=4)["k"]) == expected(4)
+    gone = lab.post(f"/shares/{share}/schemas/s/tables/t/query", {"version": 2}, recipient=who)
+    assert 400 <= gone.status_code < 500, gone.text
+
+
+def test_column_types_round_trip(lab: SharingLab, tmp_path: Path) -> None:
+    """Every primitive and nested type, and typed partition columns, through both formats."""
+    import datetime as dt
+    import decimal
+
+    from deltalake import write_deltalake
+
+    path = tmp_path / "types"
+    n = 4
+    table = pa.table(
+        {
+            "i8": pa.array([1, -2, 3, None], pa.int8()),
+            "i16": pa.array([300, -300, 0, 1], pa.int16()),
+            "i32": pa.array([70000, 1, 2, 3], pa.int32()),
+            "f32": pa.array([1.5, 2.5, None, -1.0], pa.float32()),
+            "dec": pa.array(
+                [
+                    decimal.Decimal("12.34"),
+                    None,
+                    decimal.Decimal("-0.01"),
+                    decimal.Decimal("99999999.99"),
+                ],
+                pa.decimal128(10, 2),
+            ),
+            "flag": pa.array([True, False, None, True], pa.bool_()),
+            "raw": pa.array([b"\x00\x01", b"", None, b"xyz"], pa.binary()),
+            "tags": pa.array([["a", "b"], [], None, ["c"]], pa.list_(pa.string())),
+            "attrs": pa.array(
+                [[("k", 1)], [], None, [("x", 2), ("y", 3)]], pa.map_(pa.string(), pa.int64())
+            ),
+            "point": pa.array(
+                [{"x": 1.0, "y": 2.0}, None, {"x": 0.0, "y": -1.0}, {"x": 5.0, "y": None}],
+                pa.struct([("x", pa.float64()), ("y", pa.float64())]),
+            ),
+            "pday": pa.array(
+                [dt.date(2024, 1, 1), dt.date(2024, 1, 1), dt.date(2024, 2, 29), None], pa.date32()
+            ),
+            "pnum": pa.array([1, 2, 1, 2], pa.int32()),
+            "pflag": pa.array([True, False, True, False], pa.bool_()),
+        }
+    )
+    write_deltalake(str(path), table, partition_by=["pday", "pnum", "pflag"])
+    share, who = lab.share_table(path)
+    url = f"{lab.profiles[who]}#{share}.s.t"
+    expected = DeltaTable(str(path)).to_pandas()
+
+    def canon(df: pd.DataFrame) -> list[str]:
+        out = []
+        for rec in df[list(table.column_names)].to_dict("records"):
+            out.append(json.dumps({k: _canon_cell(v) for k, v in rec.items()}, sort_keys=True))
+        return sorted(out)
+
+    for fmt in FORMATS:
+        df = delta_sharing.load_as_pandas(url, use_delta_format=fmt)
+        assert len(df) == n
+        assert canon(df) == canon(expected), fmt
+    meta = delta_sharing.get_table_metadata(url)
+    types = {f["name"]: f["type"] for f in json.loads(meta.schema_string)["fields"]}
+    assert types["dec"] == "decimal(10,2)" and types["i8"] == "byte" and types["i16"] == "short"
+    assert types["tags"]["type"] == "array" and types["attrs"]["type"] == "map"
+    assert types["point"]["type"] == "struct"
+
+
+def _canon_cell(value: Any) -> Any:
+    """A JSON-able canonical form of one cell (numpy, NaN/None, dates, bytes, nested values)."""
+    import datetime as dt
+    import decimal
+
+    import numpy as np
+
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, np.ndarray):
+        return [_canon_cell(v) for v in value.tolist()]
+    if isinstance(value, list | tuple):
+        return [_canon_cell(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _canon_cell(v) for k, v in sorted(value.items())}
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, decimal.Decimal):
+        return str(value.quantize(decimal.Decimal("0.01")))
+    if isinstance(value, pd.Timestamp | dt.datetime):
+        return pd.Timestamp(value).date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return _canon_cell(value.item())
+    if isinstance(value, bool | int):
+        return int(value)
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
