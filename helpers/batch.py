@@ -251,6 +251,10 @@ def run_batch(
             from helpers import server
 
             server.stop(lab.path)
+    used = {name for run in runs for name in run.parameters}
+    unused = sorted(set(parameters) - used)
+    if unused and echo:  # most likely a typo: say so rather than silently running the defaults
+        print(f"warning: no notebook declares parameter(s) {', '.join(unused)}", file=sys.stderr)
     result = BatchResult(
         out_dir=out_dir,
         runs=runs,

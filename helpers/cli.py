@@ -13,20 +13,39 @@ import sys
 from helpers import __version__
 from helpers.exceptions import SharelabError
 
-# Modules that contribute subcommands, in the order of ``sharelab --help``.
-_COMMAND_MODULES = (
-    "helpers.sql",
-    "helpers.tokens_cli",
-    "helpers.datagen.cli",
-    "helpers.server",
-    "helpers.jupyter",
-    "helpers.batch",
-    "helpers.labs",
-    "helpers.mesh_cli",
-)
+# Each command and the module that owns it, in the order of ``sharelab --help``. Only the invoked
+# command's module is imported, so a command does not pay for every feature's imports.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sql": ("helpers.sql", "run Databricks-style SQL statements against the provider catalog"),
+    "profile": ("helpers.tokens_cli", "issue a token for a recipient and write its profile file"),
+    "token": ("helpers.tokens_cli", "rotate, revoke or list a recipient's tokens"),
+    "generate": ("helpers.datagen.cli", "generate the airline or retail dataset as Delta tables"),
+    "serve": ("helpers.server", "run the Delta Sharing server in the foreground"),
+    "start": ("helpers.server", "start the Delta Sharing server in the background"),
+    "stop": ("helpers.server", "stop the background Delta Sharing server"),
+    "status": ("helpers.server", "show the Delta Sharing server's state"),
+    "jupyter": ("helpers.jupyter", "start, stop or show JupyterLab (127.0.0.1, token auth)"),
+    "batch": ("helpers.batch", "execute every notebook and lab solution with papermill"),
+    "labs": ("helpers.labs", "build and grade the hands-on labs"),
+    "mesh": ("helpers.mesh_cli", "data mesh: products, compliance checks, lineage, report"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_in(argv: list[str]) -> str | None:
+    """The command word of ``argv`` (skipping the global options), or None."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--home":
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the real subcommands of ``command``'s module and one-line stubs for the rest."""
     parser = argparse.ArgumentParser(
         prog="sharelab",
         description="sharelab: an offline Delta Sharing teaching lab (provider, server, recipients).",
@@ -39,19 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sharelab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a feature not built yet must not break the others
-            if exc.name and (name + ".").startswith(exc.name + "."):
-                continue
-            raise
-        module.register_cli(sub)
+    if command in COMMANDS:
+        importlib.import_module(COMMANDS[command][0]).register_cli(sub)
+    for name, (_module, summary) in COMMANDS.items():
+        if name not in sub.choices:
+            sub.add_parser(name, help=summary)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
