@@ -211,3 +211,55 @@ def test_grade_of_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "no .ipynb files" in result.stderr
+
+
+def test_solutions_are_committed_with_a_reference_run() -> None:
+    for stem in LAB_FILES.values():
+        path = LABS / "solutions" / f"{stem}.ipynb"
+        if not path.exists():
+            continue
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), path.name
+        assert all(c.execution_count for c in code), f"{path.name}: run the reference execution"
+        verdicts = {r["task"]: r["status"] for r in results_from_notebook(nb)}
+        assert verdicts and set(verdicts.values()) == {PASSED}, (path.name, verdicts)
+
+
+def test_solutions_reproduce_their_committed_outputs_under_nbval(tmp_path: Path) -> None:
+    """The task cells (tagged nbval-check-output) must give the committed verdicts again."""
+    import os
+    import socket
+
+    from helpers import server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home = tmp_path / "home-nbval"
+    env = dict(os.environ, SHARELAB_HOME=str(home), SHARELAB_PORT=str(port))
+    solutions = sorted((LABS / "solutions").glob("*.ipynb"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--nbval-lax",
+        "--nbval-current-env",
+        "--nbval-sanitize-with",
+        str(REPO / "tests" / "notebooks" / "sanitize.cfg"),
+        "--nbval-cell-timeout",
+        "600",
+        "-o",
+        "addopts=",
+        "--rootdir",
+        str(REPO),
+        *map(str, solutions),
+    ]
+    try:
+        proc = subprocess.run(cmd, cwd=LABS, env=env, capture_output=True, text=True, timeout=1200)
+    finally:
+        server.stop(home)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
