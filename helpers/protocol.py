@@ -5,7 +5,8 @@ Frozen dataclasses, one per wire object, each with ``to_json()`` returning the d
 reads list responses with ``json.loads(next(response.iter_lines()))``).
 
 File lines are hot (a 10,000-file table is 10,000 lines per ``/query``), so :class:`FileLineTemplate`
-pre-encodes everything but the signed URL and its expiry once per (table, version, file, format).
+pre-encodes everything but the signed URL and its expiry once per (file, format); the server keeps the
+templates of unchanged files across table versions.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "ndjson",
 ]
 
+_escape = json.encoder.encode_basestring_ascii  # what json.dumps uses for strings (ensure_ascii)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
@@ -224,6 +226,25 @@ class EndStreamAction:
         }
 
 
+def _dumps_values(values: dict[str, Any]) -> str:
+    """``json.dumps(values)`` (default separators, ASCII), hand-made for the usual partition values map.
+
+    ``json.dumps`` of a dict sets up a new encoder per call; a map of strings (or nulls) is encoded here
+    with the same C string escaper, byte for byte the same text. Anything else goes to ``json.dumps``.
+    """
+    parts = []
+    for k, v in values.items():
+        if type(k) is not str:
+            return json.dumps(values)
+        if type(v) is str:
+            parts.append(f"{_escape(k)}: {_escape(v)}")
+        elif v is None:
+            parts.append(f"{_escape(k)}: null")
+        else:
+            return json.dumps(values)
+    return "{" + ", ".join(parts) + "}"
+
+
 def file_id(path: str, fmt: str) -> str:
     """A stable file id: md5 of the log path in parquet format, sha256 in delta format (as the reference)."""
     digest = hashlib.sha256 if fmt == "delta" else hashlib.md5
@@ -273,12 +294,13 @@ class FileLineTemplate:
                 ',"id":"',
                 file_id(path, fmt),
                 '","partitionValues":',
-                json.dumps(action.get("partitionValues") or {}),
+                _dumps_values(action.get("partitionValues") or {}),
                 ',"size":',
                 str(int(action.get("size") or 0)),
             ]
-            if include_stats and kind in ("file", "add") and action.get("stats") is not None:
-                parts += [',"stats":', json.dumps(action["stats"])]
+            stats = action.get("stats") if include_stats and kind in ("file", "add") else None
+            if stats is not None:  # a JSON string in the log: escaped as json.dumps would
+                parts += [',"stats":', _escape(stats) if type(stats) is str else json.dumps(stats)]
             if version is not None:
                 parts += [',"version":', str(int(version))]
             if timestamp is not None:

@@ -15,8 +15,9 @@ partition filters are applied before any URL is minted. Every request is audited
 writer thread (batched inserts; flushed on shutdown).
 
 The Delta log is read by :mod:`helpers.delta_log` (cached per table version), hints by
-:mod:`helpers.predicates`, lines encoded by :mod:`helpers.protocol`, URLs and tokens signed by
-:mod:`helpers.signing`.
+:mod:`helpers.predicates`, lines encoded by :mod:`helpers.protocol` (the encoded file lines of unchanged
+files are reused across table versions; only the version-scoped URL signatures are made again), URLs and
+tokens signed by :mod:`helpers.signing`.
 
 Tables on object stores (``s3://``...) are not served here: they would need the store's own pre-signed
 URLs (boto3 is not a dependency); such a table answers 400 ``UNSUPPORTED_OPERATION`` with a message saying so.
@@ -37,7 +38,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +71,7 @@ from helpers.protocol import (
     SchemaItem,
     ShareItem,
     TableItem,
+    dumps,
     list_page,
     ndjson,
 )
@@ -91,6 +93,8 @@ _CHUNK_BYTES = 256 * 1024
 _EXPIRY_STEP_MS = 60_000
 _WARM_MIN_FILES = 1000
 _TEMPLATE_CACHE_SIZE = 32
+_FILE_CACHE_SIZE = 32
+_RENDER_BATCH = 512
 _UNSAFE_PARQUET_FEATURES = {
     "deletionvectors",
     "columnmapping",
@@ -370,6 +374,9 @@ class SharingService:
         self.audit = AuditWriter(self.catalog)
         self._templates: OrderedDict[tuple[Any, ...], tuple[Snapshot, list[Any]]] = OrderedDict()
         self._templates_lock = threading.Lock()
+        # (table location, format) -> {path: entry} of the last latest-version build (LRU)
+        self._file_cache: OrderedDict[tuple[Any, ...], dict[str, _Entry]] = OrderedDict()
+        self._entries_building: dict[tuple[Any, ...], threading.Event] = {}
         self._table_cache: dict[tuple[str, str, str], tuple[float, Any]] = {}
         self._stopping = threading.Event()
 
@@ -430,7 +437,13 @@ class SharingService:
     def _file_entries(
         self, table: Any, snapshot: Snapshot, log_: DeltaLog, fmt: str, time_travel: bool
     ) -> _EntrySet:
-        """(add, line template, file token) for every active file of a snapshot, cached."""
+        """(add, line template, path part of the file token) for every active file of a snapshot, cached.
+
+        The per-file work (line template: JSON encoding of partition values and stats, file id; the
+        base64 path part of the token) does not depend on the table version, so it is kept per table
+        location and format across versions: after a commit only the files it added are encoded again.
+        A cached entry is reused only for the very same ``add`` action (identity, else equality).
+        """
         key = (
             id(snapshot),
             fmt,
@@ -440,24 +453,66 @@ class SharingService:
             table.schema.lower(),
             table.name.lower(),
         )
-        with self._templates_lock:
-            hit = self._templates.get(key)
-            if hit is not None and hit[0] is snapshot:
-                self._templates.move_to_end(key)
-                return hit[1]
-        entries = []
+        while True:
+            with self._templates_lock:
+                hit = self._templates.get(key)
+                if hit is not None and hit[0] is snapshot:
+                    self._templates.move_to_end(key)
+                    return hit[1]
+                # one build per key at a time (a request arriving during the warm-up waits for it)
+                pending = self._entries_building.get(key)
+                if pending is None:
+                    pending = self._entries_building[key] = threading.Event()
+                    break
+            pending.wait()
+        try:
+            return self._build_entries(key, table, snapshot, log_, fmt, time_travel)
+        finally:
+            with self._templates_lock:
+                if self._entries_building.get(key) is pending:
+                    del self._entries_building[key]
+            pending.set()
+
+    def _build_entries(
+        self,
+        key: tuple[Any, ...],
+        table: Any,
+        snapshot: Snapshot,
+        log_: DeltaLog,
+        fmt: str,
+        time_travel: bool,
+    ) -> _EntrySet:
+        """Build (and cache under ``key``) the entries of :meth:`_file_entries`, reusing unchanged files'."""
         version = snapshot.version if time_travel else None
         timestamp = snapshot.timestamp if time_travel else None
+        # time-travel lines carry the version and timestamp: nothing to share with other versions, so
+        # only the latest-version file lines are kept per table (which bounds the memory as well)
+        fkey = (log_.location, fmt)
+        known: dict[str, _Entry] = {}
+        if not time_travel:
+            with self._templates_lock:
+                known = self._file_cache.get(fkey) or {}
+        build = FileLineTemplate.build
+        token_path = self.signer.token_path
+        fresh: dict[str, _Entry] = {}
+        entries: list[_Entry] = []
         for add in snapshot.files:
-            tmpl = FileLineTemplate.build("file", fmt, add, version=version, timestamp=timestamp)
-            token = self.signer.file_token(
-                FileRef(
-                    table.id, snapshot.version, add["path"], table.share, table.schema, table.name
-                )
-            )
-            entries.append((add, tmpl, token))
+            path = add["path"]
+            entry = known.get(path)
+            if entry is None or (entry[0] is not add and entry[0] != add):
+                part = token_path(path)
+                tmpl = build("file", fmt, add, version=version, timestamp=timestamp)
+                entry = (add, tmpl, part, part.encode("ascii"))
+            fresh[path] = entry
+            entries.append(entry)
         entry_set = _EntrySet(entries)
         with self._templates_lock:
+            if not time_travel:
+                # only the files of the last build are kept per table: removed files drop out
+                self._file_cache[fkey] = fresh
+                self._file_cache.move_to_end(fkey)
+                while len(self._file_cache) > _FILE_CACHE_SIZE:
+                    self._file_cache.popitem(last=False)
             self._templates[key] = (snapshot, entry_set)
             while len(self._templates) > _TEMPLATE_CACHE_SIZE:
                 self._templates.popitem(last=False)
@@ -514,6 +569,19 @@ class SharingService:
         sig = self.signer.sign_file(token, exp, recipient)
         rcp = f"&rcp={quote(recipient, safe='')}" if recipient else ""
         return f"{base}{self.prefix}/files/{token}?exp={exp}{rcp}&X-Amz-Signature={sig}"
+
+    def file_url_parts(
+        self, base: str, header: str, exp: int, recipient: str = ""
+    ) -> tuple[str, str]:
+        """The JSON-encoded text of :meth:`file_url` around a file's path token, for many files.
+
+        ``dumps(file_url(base, f"{header}.{p}", exp, recipient))`` is ``head + p + tail + signature + '"'``:
+        only ``base`` may need JSON escaping; the token, expiry, quoted recipient and hex signature are
+        plain ASCII that JSON leaves as is.
+        """
+        rcp = f"&rcp={quote(recipient, safe='')}" if recipient else ""
+        head = dumps(f"{base}{self.prefix}/files/{header}.")[:-1]
+        return head, f"?exp={exp}{rcp}&X-Amz-Signature="
 
     def _token(self, table: Any, version: int, path: str) -> str:
         return self.signer.file_token(
@@ -791,11 +859,15 @@ class SharingService:
         entries = entry_set.entries
         allowed = partition_predicate(table, recipient)
         predicate = parse_json_predicate(hints)
-        selected: list[int] = [
-            i
-            for i, (add, _t, _k) in enumerate(entries)
-            if (allowed is None or allowed(add)) and file_matches(predicate, add)
-        ]
+        selected: list[int] | range
+        if allowed is None and predicate is None:
+            selected = range(len(entries))
+        else:
+            selected = [
+                i
+                for i, (add, *_rest) in enumerate(entries)
+                if (allowed is None or allowed(add)) and file_matches(predicate, add)
+            ]
         if limit is not None:
             by_id = {id(entries[i][0]): i for i in selected}
             selected = [
@@ -824,16 +896,20 @@ class SharingService:
         head = self._head_lines(table, snapshot, fmt, snapshot.version if travelled else None)
         rname = recipient.name
         cache = entry_set.rendered((base, exp, rname))
+        header = self.signer.token_header(
+            table.id, snapshot.version, table.share, table.schema, table.name
+        )
+        render = _LineRenderer(
+            self.file_url_parts(base, header, exp, rname),
+            self.signer.file_signer(header, exp, rname),
+            str(exp),
+        )
 
         def lines() -> Iterator[str]:
-            yield from head
-            for i in selected:
-                line = cache[i]
-                if line is None:
-                    _add, tmpl, token = entries[i]
-                    line = tmpl.render(self.file_url(base, token, exp, rname), exp)
-                    cache[i] = line
-                yield line
+            yield "".join(head)
+            # whole batches of lines per yield: fewer generator round trips (the response chunks them)
+            for lo in range(0, len(selected), _RENDER_BATCH):
+                yield render.batch(entries, cache, selected[lo : lo + _RENDER_BATCH])
             if end_stream:
                 yield ndjson(
                     EndStreamAction(
@@ -1205,10 +1281,49 @@ class SharingService:
         return profile_dict(self.endpoint(request), issued)
 
 
+_Entry = tuple[dict[str, Any], FileLineTemplate, str, bytes]
+"""A file of a snapshot: its ``add`` action, its line template and its token's path part (text, ASCII)."""
+
+
+class _LineRenderer:
+    """Fills file line templates with signed URLs for one (table version, base URL, expiry, recipient).
+
+    :param url_parts: (JSON text of the URL before the path part, text between it and the signature),
+        from :meth:`SharingService.file_url_parts`.
+    :param sign: the signature of a path part (:meth:`Signer.file_signer`).
+    :param exp_text: the expiry as text.
+    """
+
+    def __init__(
+        self, url_parts: tuple[str, str], sign: Callable[[bytes], str], exp_text: str
+    ) -> None:
+        self.head, self.tail = url_parts
+        self.sign = sign
+        self.exp_text = exp_text
+
+    def batch(self, entries: list[_Entry], cache: list[str | None], indexes: Iterable[int]) -> str:
+        """The lines of ``entries[i]`` for ``i`` in ``indexes``, joined; rendered ones are kept in ``cache``."""
+        head, tail, sign, exp = self.head, self.tail, self.sign, self.exp_text
+        out: list[str] = []
+        append = out.append
+        for i in indexes:
+            line = cache[i]
+            if line is None:
+                _add, t, part, raw = entries[i]
+                url = f'{head}{part}{tail}{sign(raw)}"'
+                if t.url_first:
+                    line = f"{t.prefix}{url}{t.middle}{exp}{t.suffix}"
+                else:
+                    line = f"{t.prefix}{exp}{t.middle}{url}{t.suffix}"
+                cache[i] = line
+            append(line)
+        return "".join(out)
+
+
 class _EntrySet:
     """The cached file entries of one (snapshot, format, table) and their last rendered lines."""
 
-    def __init__(self, entries: list[tuple[dict[str, Any], FileLineTemplate, str]]) -> None:
+    def __init__(self, entries: list[_Entry]) -> None:
         self.entries = entries
         self._render_key: tuple[Any, ...] | None = None
         self._rendered: list[str | None] = []

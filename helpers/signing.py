@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +31,11 @@ from typing import Any
 from helpers.exceptions import InvalidArgumentError
 
 __all__ = ["FileRef", "Signer", "load_or_create_key", "params_checksum"]
+
+try:  # OpenSSL's HMAC object without the Python wrapper of hmac.HMAC (hot: one copy per file URL)
+    from _hashlib import hmac_new as _hmac_new
+except ImportError:  # pragma: no cover - Python built without OpenSSL
+    _hmac_new = hmac.new
 
 KEY_BYTES = 32
 _TOKEN_TAG = b"token\n"
@@ -115,7 +121,39 @@ class Signer:
 
         ``<base64url(table header)>.<base64url(path)>``; the header is cached per table version.
         """
-        return f"{_header(ref.table_id, ref.version, ref.share, ref.schema, ref.table)}.{_b64e(ref.path.encode())}"
+        return f"{self.token_header(ref.table_id, ref.version, ref.share, ref.schema, ref.table)}.{self.token_path(ref.path)}"
+
+    @staticmethod
+    def token_header(table_id: str, version: int, share: str, schema: str, table: str) -> str:
+        """The table-version part of a file token (before the ``.``); cached."""
+        return _header(table_id, version, share, schema, table)
+
+    @staticmethod
+    def token_path(path: str) -> str:
+        """The file part of a file token (after the ``.``): it does not depend on the version, so callers
+        may cache it per file across versions."""
+        return _b64e(path.encode())
+
+    def file_signer(
+        self, header: str, expires_ms: int, recipient: str = ""
+    ) -> Callable[[bytes], str]:
+        """:meth:`sign_file` of ``f"{header}.{path_part}"`` as a function of ``path_part`` (ASCII bytes).
+
+        For signing many files of one table version at once: the constant parts of the message are
+        encoded once, each file costs one HMAC call (the signatures are identical to :meth:`sign_file`'s).
+        """
+        head = b"file\n" + header.encode("ascii") + b"."
+        tail = b"\n" + str(expires_ms).encode() + b"\n" + recipient.encode("utf-8")
+        # the HMAC state after the key and the common prefix is computed once and copied per file: about
+        # half the cost of a full HMAC per URL
+        base = _hmac_new(self._key, head, digestmod="sha256")
+
+        def sign(path_part: bytes) -> str:
+            mac = base.copy()
+            mac.update(path_part + tail)
+            return mac.hexdigest()
+
+        return sign
 
     def sign_file(self, token: str, expires_ms: int, recipient: str = "") -> str:
         """The hex signature of a file token, its expiry and the recipient it was minted for (audit)."""
