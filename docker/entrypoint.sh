@@ -62,6 +62,8 @@ EOF
 
 role="${1:-lab}"
 [[ $# -gt 0 ]] && shift
+# /opt/sharelab/runs (sharelab batch's default output) links here; the target must exist.
+mkdir -p "$SHARELAB_WORK/runs" 2>/dev/null || true
 case "$role" in
   provider)
     echo provider >"$ROLE_FILE"
@@ -71,7 +73,9 @@ case "$role" in
     echo lab >"$ROLE_FILE"
     seed_work
     # Never start without a token: use $JUPYTER_TOKEN, or make one and print it.
-    if [[ -z "${JUPYTER_TOKEN:-}" ]]; then
+    # (Also when a compose tool passed a `${...}` it failed to interpolate: never a guessable token.)
+    # shellcheck disable=SC2016  # a literal ${ is what we look for
+    if [[ -z "${JUPYTER_TOKEN:-}" || "${JUPYTER_TOKEN}" == '${'* ]]; then
       JUPYTER_TOKEN="$(python -c 'import secrets; print(secrets.token_hex(24))')"
     fi
     export JUPYTER_TOKEN  # read by jupyter_server; kept off the command line (ps, inspect args)

@@ -428,7 +428,7 @@ def test_batch_in_container_matches_local_run(
 
 
 def test_compose_file_publishes_on_loopback_with_a_token() -> None:
-    """compose.yaml: two services on one lab-home volume, loopback ports by default, token, shared pids."""
+    """compose.yaml: the pod's layout (lab in the provider's network and pids), loopback ports, a token."""
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
     services = compose["services"]
     assert set(services) == {"provider", "lab"}
@@ -436,16 +436,21 @@ def test_compose_file_publishes_on_loopback_with_a_token() -> None:
         assert svc["image"].startswith("${SHARELAB_IMAGE:-")
         assert svc["build"]["dockerfile"] == "docker/Dockerfile"
         assert "lab-home:/lab-home" in svc["volumes"]
-        for port in svc["ports"]:
-            assert port.startswith("${SHARELAB_BIND:-127.0.0.1}:"), port
-    assert services["provider"]["command"] == ["provider"]
-    assert services["provider"]["environment"]["SHARELAB_PUBLIC_URL"].endswith(
-        "http://provider:8080}"
-    )
-    assert services["lab"]["command"] == ["lab"]
-    assert "JUPYTER_TOKEN" in services["lab"]["environment"]
-    assert services["lab"]["pid"] == "service:provider"
-    assert services["lab"]["depends_on"]["provider"]["condition"] == "service_healthy"
+    provider, lab = services["provider"], services["lab"]
+    assert provider["command"] == ["provider"]
+    assert provider["environment"]["SHARELAB_PUBLIC_URL"].endswith("http://provider:8080}")
+    assert len(provider["ports"]) == 2
+    for port in provider["ports"]:
+        assert port.startswith("${SHARELAB_BIND:-127.0.0.1}:"), port
+    assert provider["init"] is True
+    assert lab["command"] == ["lab"]
+    assert "ports" not in lab  # published by the provider, whose network the lab joins
+    assert lab["network_mode"] == "service:provider"
+    assert lab["pid"] == "service:provider"
+    assert (
+        "JUPYTER_TOKEN" in lab["environment"]
+    )  # passed through; unset -> generated in the container
+    assert lab["depends_on"]["provider"]["condition"] == "service_healthy"
     dockerfile = (DOCKER / "Dockerfile").read_text()
     assert "ARG BASE_IMAGE=python:3.11-slim" in dockerfile
     assert re.search(r"^USER lab$", dockerfile, re.M)
