@@ -152,6 +152,7 @@ def run_batch(
     home: str | os.PathLike[str] | None = None,
     port: int | None = None,
     keep_going: bool = False,
+    in_place: bool = False,
     timeout: int = 900,
     kernel_name: str | None = None,
     echo: bool = True,
@@ -166,12 +167,19 @@ def run_batch(
     :param keep_going: run the remaining notebooks after a failure (they usually depend on the failed one,
         so by default they are marked ``skipped``).
     :param timeout: per-cell execution timeout in seconds.
+    :param in_place: write the executed notebooks over their sources: the reference run whose outputs are
+        committed (and compared by nbval). Parameters are refused, so the reference uses the defaults.
     """
     import papermill
 
     from helpers.home import LabHome
 
     parameters = dict(parameters or {})
+    if in_place and parameters:
+        raise InvalidArgumentError(
+            "--in-place writes the reference outputs, which must come from the default parameters; "
+            "drop -p/-f or write the run elsewhere with --out"
+        )
     notebooks = discover(root, only)
     if not notebooks:
         raise NotFoundError(
@@ -200,7 +208,7 @@ def run_batch(
     runs = [
         NotebookRun(
             notebook=p.relative_to(root).as_posix(),
-            output=(out_dir / p.relative_to(root)).as_posix(),
+            output=p.as_posix() if in_place else (out_dir / p.relative_to(root)).as_posix(),
         )
         for p in notebooks
     ]
@@ -321,6 +329,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         home=args.home,
         port=args.port,
         keep_going=args.keep_going,
+        in_place=args.in_place,
         timeout=args.timeout,
         root=Path(args.root).resolve() if args.root else REPO_ROOT,
     )
@@ -378,6 +387,12 @@ def register_cli(subparsers: Any) -> None:
     )
     p.add_argument(
         "--keep-going", action="store_true", help="run the remaining notebooks after a failure"
+    )
+    p.add_argument(
+        "--in-place",
+        action="store_true",
+        help="write the executed notebooks over the sources (refresh the committed reference outputs; "
+        "default parameters only)",
     )
     p.add_argument(
         "--timeout", type=int, default=900, help="per-cell timeout in seconds (default 900)"

@@ -10,8 +10,9 @@ class SharelabError(Exception):
 class SqlParseError(SharelabError):
     """A statement that does not parse; carries the position and what was expected."""
 
-    def __init__(self, message: str, *, position: int = 0, line: int = 1, column: int = 1,
-                 expected: str = "") -> None:
+    def __init__(
+        self, message: str, *, position: int = 0, line: int = 1, column: int = 1, expected: str = ""
+    ) -> None:
         super().__init__(message)
         self.position = position
         self.line = line

@@ -23,7 +23,6 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +49,6 @@ SCD2_COLUMNS = ("valid_from", "valid_to", "is_current", "start_version", "end_ve
 _TXN_PREFIX = "sharelab-cdf"
 # Order of change types inside one commit: a key deleted and re-inserted in one commit ends inserted.
 _CHANGE_RANK = {"update_preimage": 0, "delete": 1, "insert": 2, "update_postimage": 3}
-_ProfileLike = "str | os.PathLike[str] | DeltaSharingProfile"
 
 
 # --------------------------------------------------------------------------------------------- profiles
@@ -349,21 +347,6 @@ def normalize_changes(frame: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------- DuckDB mount
 
 
-@dataclass(frozen=True)
-class MountedTable:
-    """One table mounted by :func:`mount`: its DuckDB name and the version it was read at."""
-
-    share: str
-    schema: str
-    table: str
-    rows: int
-    version: int | None
-
-    @property
-    def name(self) -> str:
-        return f"{self.share}.{self.schema}.{self.table}"
-
-
 def _quote(ident: str) -> str:
     return '"' + ident.replace('"', '""') + '"'
 
@@ -398,8 +381,7 @@ def mount(
     :param con: the DuckDB connection to mount into (a new in-memory one by default).
     :param use_delta_format: passed to the client (None lets the server choose).
     :param shares: only these shares (default: all).
-    :return: the connection; ``con.sharelab_mounts`` is not set (DuckDB connections take no attributes),
-        use :func:`mounted_tables` to list what was mounted.
+    :return: the connection (:func:`mounted_tables` lists what was mounted, with versions).
     :raises InvalidArgumentError: when a share name collides with a DuckDB database that is not a mount.
     """
     import delta_sharing
@@ -432,6 +414,7 @@ def mount(
                     "use another connection"
                 )
             con.execute(f"DETACH {_quote(share)}")
+            shutil.rmtree(os.path.dirname(db_path), ignore_errors=True)  # the previous snapshot
         work = tempfile.mkdtemp(prefix="sharelab-mount-")
         _MOUNT_DIRS.append(work)
         db_file = os.path.join(work, f"{re.sub(r'[^A-Za-z0-9_-]', '_', share)}.duckdb")

@@ -53,17 +53,32 @@ class RunningServer:
         return path.read_text() if path.exists() else ""
 
 
-def start_server(home: Path, port: int | None = None, extra: list[str] | None = None,
-                 timeout: float = 60.0) -> RunningServer:
+def start_server(
+    home: Path, port: int | None = None, extra: list[str] | None = None, timeout: float = 60.0
+) -> RunningServer:
     """Start ``sharelab serve`` as a subprocess on a free loopback port and wait for /health."""
     port = port or free_port()
     (home / "server").mkdir(parents=True, exist_ok=True)
     log = open(home / "server" / "server-test.log", "ab")  # noqa: SIM115 - closed with the process
     env = dict(os.environ, SHARELAB_HOME=str(home), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "helpers", "--home", str(home), "serve", "--host", "127.0.0.1",
-         "--port", str(port), *(extra or [])],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "--home",
+            str(home),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *(extra or []),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=REPO,
     )
     server = RunningServer(home=home, host="127.0.0.1", port=port, process=proc)
     deadline = time.monotonic() + timeout

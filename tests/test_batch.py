@@ -144,3 +144,16 @@ def test_batch_leaves_a_running_server_running(
 def test_batch_without_notebooks(tmp_path: Path, lab_home: Path) -> None:
     with pytest.raises(NotFoundError, match="no notebook"):
         run_batch(root=tmp_path, home=lab_home, echo=False)
+
+
+def test_in_place_reference_run(root: Path, lab_home: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="default parameters"):
+        run_batch({"seed": 3}, root=root, home=lab_home, in_place=True, echo=False)
+    result = run_batch(
+        root=root, home=lab_home, port=free_port(), out=tmp_path / "o", in_place=True, echo=False
+    )
+    assert result.ok
+    source = nbformat.read(root / "notebooks" / "01_second.ipynb", as_version=4)
+    assert source.cells[0].outputs, "the source notebook now carries the outputs"
+    assert not (tmp_path / "o" / "notebooks").exists()
+    assert (tmp_path / "o" / "summary.html").is_file()

@@ -9,14 +9,31 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-COMMANDS = ["sql", "profile", "token", "generate", "serve", "start", "stop", "status", "jupyter", "batch",
-            "labs", "mesh"]
+COMMANDS = [
+    "sql",
+    "profile",
+    "token",
+    "generate",
+    "serve",
+    "start",
+    "stop",
+    "status",
+    "jupyter",
+    "batch",
+    "labs",
+    "mesh",
+]
 
 
 def sharelab(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
     prefix = ["--home", str(home)] if home else []
-    return subprocess.run([sys.executable, "-m", "helpers", *prefix, *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "helpers", *prefix, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def test_help_lists_every_command() -> None:

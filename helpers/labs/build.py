@@ -50,12 +50,15 @@ def exercise_from_solution(
         tags = cell.get("metadata", {}).get("tags", [])
         if "solution-only" in tags:
             continue
+        # a reference run's traces (timings, papermill state) do not belong in an exercise
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
+        if not cell.metadata.get("tags", True):
+            del cell.metadata["tags"]
         if cell.cell_type == "code":
             cell.source = strip_solutions(cell.source, where=f"{name}, cell {index}")
             cell.outputs = []
             cell.execution_count = None
-            cell.metadata.pop("execution", None)
-            cell.metadata.pop("papermill", None)
         cells.append(cell)
     nb.cells = cells
     nb.metadata.pop("papermill", None)

@@ -133,8 +133,19 @@ def wait_for_audit(
 
 
 def prepare_recipient_lab(home: str | os.PathLike[str] | None = None) -> Path:
-    """Airline data, seed 000's shares, a running server and a sales_team profile; returns the profile."""
+    """Airline data, seed 000's shares, a running server and a profile with the sales team's grants.
+
+    The lab's recipient is its own (``lab_sales_analyst``, granted what ``sales_team`` has), so issuing
+    its tokens never expires the sales team's profile handed out by notebook 02.
+    """
+    from helpers.provider import Provider
+
     ensure_dataset("airline", home)
     ensure_airline_topology(home)
+    Provider(home).sql("""
+        CREATE RECIPIENT IF NOT EXISTS lab_sales_analyst COMMENT 'Lab 2: an analyst of the sales team';
+        GRANT SELECT ON SHARE airline_core_share TO RECIPIENT lab_sales_analyst;
+        GRANT SELECT ON SHARE sales_data_share TO RECIPIENT lab_sales_analyst;
+    """)
     ensure_server(home)
-    return issue_profile("sales_team", home, name="lab2_sales_team")
+    return issue_profile("lab_sales_analyst", home, name="lab2_sales_analyst")

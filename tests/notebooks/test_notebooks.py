@@ -7,7 +7,11 @@ Each test runs the whole curriculum in its own lab home with the provider server
   run, and the cells marked ``# NBVAL_CHECK_OUTPUT`` (row counts, totals, SHOW GRANTS tables...) must
   reproduce the committed reference outputs after ``sanitize.cfg`` masks times, tokens, ports and paths.
 - ``test_papermill_other_seed`` runs the batch with ``seed=7`` and the delta response format and checks
-  the results against each other and against the reference run.
+  the results against each other and against the reference run, then re-runs 06, 05, 06, 02, 04 in the
+  same lab home (re-runnable in any order after their prerequisites; the recipient catches up on changes).
+
+Refresh the committed reference outputs (after a change to a notebook or to the data generators) with
+``SHARELAB_HOME=$(mktemp -d) .venv/bin/python -m helpers batch --only 'notebooks/*' --in-place``.
 """
 
 from __future__ import annotations
@@ -93,12 +97,13 @@ def test_nbval_committed_outputs(tmp_path: Path) -> None:
 
 def test_papermill_other_seed(tmp_path: Path) -> None:
     home = tmp_path / "lab-home"
+    port = free_port()  # one port for the lab home: the profiles handed out point at it
     result = run_batch(
         {"seed": 7, "use_delta_format": True},
         only=["notebooks/*"],
         out=tmp_path / "run",
         home=home,
-        port=free_port(),
+        port=port,
         echo=False,
     )
     assert server.status(home) is None, "the batch must stop the server it started"
@@ -142,3 +147,26 @@ def test_papermill_other_seed(tmp_path: Path) -> None:
     assert figures["07"]["partners_isolated"] is True
     assert sum(figures["07"]["partner_rows"].values()) == figures["03"]["flights"]
     assert (tmp_path / "run" / "summary.html").is_file()
+
+    # Re-runnable in any order after their prerequisites: the provider changes the table again, the
+    # recipient catches up from its copies' version, and the type-1 copy still equals the provider's table.
+    def rerun(pattern: str) -> dict:
+        again = run_batch(
+            only=[pattern],
+            out=tmp_path / f"re-{pattern[10:12]}",
+            home=home,
+            port=port,
+            echo=False,
+        )
+        assert again.ok, [(r.notebook, r.error) for r in again.runs]
+        return again.runs[0].key_figures
+
+    assert rerun("notebooks/06_*")["feed_rows"] == 0  # nothing new since the last run
+    changed = rerun("notebooks/05_*")
+    assert changed["version_before"] == figures["05"]["version_after"] and changed["commits"] == 4
+    caught_up = rerun("notebooks/06_*")
+    assert caught_up["type1_equals_provider"] is True and caught_up["feed_rows"] > 0
+    assert caught_up["table_version"] == changed["version_after"]
+    assert caught_up["type1_rows"] == changed["rows_after"]
+    assert rerun("notebooks/02_*")["sales_team_tables"] == 10
+    assert rerun("notebooks/04_*")["shares_visible"] == 2
