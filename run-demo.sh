@@ -66,14 +66,23 @@ engine() {
 
 open_local() {
   ensure_venv
-  local host=127.0.0.1
-  [[ "${LAN:-0}" == 1 ]] && host=0.0.0.0
-  "$PY" -m helpers start --host "$host"
+  local host=127.0.0.1 public=()
+  if [[ "${LAN:-0}" == 1 ]]; then
+    # workshop mode: listen on every interface and hand out profiles with the LAN address
+    host=0.0.0.0
+    local ip
+    ip="$(hostname -I 2>/dev/null | awk '{print $1}')"
+    [[ -n "$ip" ]] && public=(--public-url "http://$ip:${SHARELAB_PORT:-8080}")
+  fi
+  "$PY" -m helpers start --host "$host" ${SHARELAB_PORT:+--port "$SHARELAB_PORT"} "${public[@]}"
   "$PY" -m helpers jupyter start --host "$host" --notebook-dir "$ROOT"
 }
 
 cmd="${1:-open}"
-[[ $# -gt 0 ]] && shift
+case "$cmd" in
+  --local|--lan) cmd=open ;;  # options of the default command
+  *) [[ $# -gt 0 ]] && shift ;;
+esac
 case "$cmd" in
   -h|--help|help) usage ;;
   open)
