@@ -38,6 +38,7 @@ __all__ = [
     "Commit",
     "DeltaLog",
     "DeltaLogError",
+    "ObjectStoreDeltaLog",
     "Snapshot",
     "get_log",
     "parse_timestamp",
@@ -363,8 +364,7 @@ class DeltaLog:
     def _read_commit_file(self, version: int) -> list[dict[str, Any]]:
         path = self._commit_path(version)
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
+            data = self._read_bytes(path)
         except FileNotFoundError:
             raise DeltaLogError(
                 f"Commit {version} of the table is no longer available (log cleaned up); "
@@ -434,10 +434,27 @@ class DeltaLog:
                         return int(value)
                     except (TypeError, ValueError):
                         pass
+        return self._mtime_ms(self._commit_path(version))
+
+    # ------------------------------------------------------------------ storage hooks (local files)
+    # an object-store log (:class:`ObjectStoreDeltaLog`) overrides these and :meth:`_refresh`
+    is_object_store = False
+
+    def _read_bytes(self, path: str) -> bytes:
+        """The content of a log file (:class:`FileNotFoundError` when it is gone)."""
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    def _mtime_ms(self, path: str) -> int:
+        """A log file's modification time in epoch ms (0 when it is gone)."""
         try:
-            return int(os.stat(self._commit_path(version)).st_mtime * 1000)
+            return int(os.stat(path).st_mtime * 1000)
         except FileNotFoundError:
             return 0
+
+    def _checkpoint_source(self, name: str) -> Any:
+        """What :class:`pyarrow.parquet.ParquetFile` opens for the checkpoint part ``name``."""
+        return os.path.join(self.log_dir, name)
 
     def _raw_timestamp(self, version: int) -> int:
         with self._lock:
@@ -568,8 +585,7 @@ class DeltaLog:
         protocol = metadata = None
         files: dict[str, dict[str, Any]] = {}
         for name in self._checkpoints[version]:
-            path = os.path.join(self.log_dir, name)
-            pf = pq.ParquetFile(path)
+            pf = pq.ParquetFile(self._checkpoint_source(name))
             wanted = [c for c in ("add", "metaData", "protocol") if c in pf.schema_arrow.names]
             table = pf.read(columns=wanted)
             if "protocol" in wanted:
@@ -730,6 +746,168 @@ class DeltaLog:
         return resolved
 
 
+class ObjectStoreDeltaLog(DeltaLog):
+    """Reader of the ``_delta_log`` of a table on S3-compatible storage (``s3://bucket/prefix``).
+
+    The log is listed and read through :class:`pyarrow.fs.S3FileSystem` with the settings of
+    :class:`helpers.s3presign.S3Settings` (the process environment, like ``deltalake``). An object store
+    has no directory inode or cheap ``stat``: the listing is re-read at most every
+    ``_LIST_TTL_SECONDS``, and a table rewritten in place is detected by its oldest log file changing.
+
+    :param location: ``s3://bucket/path/to/table``.
+    :param settings: the store settings (default: from the environment).
+    """
+
+    is_object_store = True
+    _LIST_TTL_SECONDS = 1.0
+
+    def __init__(self, location: str, settings: Any = None) -> None:
+        from helpers.s3presign import S3Settings, split_s3_uri
+
+        super().__init__("file:///")  # the local fields; replaced below
+        self.location = location
+        self.bucket, self.prefix = split_s3_uri(location)
+        self.settings = settings if settings is not None else S3Settings.from_env()
+        self.fs = self.settings.filesystem()
+        self.root = f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
+        self.log_dir = f"{self.root}/_delta_log"
+        self._listed_at = -1.0
+        self._mtimes: dict[str, int] = {}
+
+    def _commit_path(self, version: int) -> str:
+        return f"{self.log_dir}/{version:020d}.json"
+
+    def _refresh(self) -> None:
+        import time
+
+        from pyarrow import fs as pafs
+
+        now = time.monotonic()
+        if self._latest >= 0 and now - self._listed_at < self._LIST_TTL_SECONDS:
+            return
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.log_dir, allow_not_found=True))
+        except OSError as exc:
+            raise DeltaLogError(
+                f"Cannot list {self.location}/_delta_log on the object store ({exc}); check "
+                "AWS_ENDPOINT_URL and the credentials in the server's environment"
+            ) from None
+        commits: list[int] = []
+        parts: dict[int, dict[int, list[str]]] = {}
+        mtimes: dict[str, int] = {}
+        for info in infos:
+            if info.type != pafs.FileType.File:
+                continue
+            name = info.base_name
+            mtimes[info.path] = int(info.mtime.timestamp() * 1000) if info.mtime else 0
+            m = _COMMIT_RE.match(name)
+            if m:
+                commits.append(int(m.group(1)))
+                continue
+            m = _CHECKPOINT_RE.match(name)
+            if m:
+                v = int(m.group(1))
+                parts.setdefault(v, {}).setdefault(int(m.group(3) or 1), []).append(name)
+        if not commits and not parts:
+            raise NotADeltaTableError(
+                f"{self.location} is not a Delta table (no _delta_log objects); write the table "
+                "there first or register the right s3:// path"
+            )
+        commits.sort()
+        checkpoints = {
+            v: sorted(names)
+            for v, by_total in parts.items()
+            for total, names in by_total.items()
+            if len(names) == total
+        }
+        oldest = (
+            self._commit_path(commits[0])
+            if commits
+            else f"{self.log_dir}/{checkpoints[min(checkpoints)][0]}"
+            if checkpoints
+            else ""
+        )
+        first = (hash(oldest), mtimes.get(oldest, 0)) if oldest else None
+        if first != self._first_file:  # rewritten in place: forget everything cached
+            self._first_file = first
+            self._snapshots.clear()
+            self._commit_cache.clear()
+            self._raw_ts.clear()
+            self._ts = {}
+            self._ts_key = None
+            self._checkpoint_state = None
+        self._commits = commits
+        self._checkpoints = checkpoints
+        self._mtimes = mtimes
+        latest = max([*commits, *checkpoints.keys()], default=-1)
+        if latest < 0:
+            raise NotADeltaTableError(
+                f"{self.location} has no complete commit in _delta_log; write the table again"
+            )
+        self._latest = latest
+        self._listed_at = now
+
+    def _read_bytes(self, path: str) -> bytes:
+        try:
+            with self.fs.open_input_stream(path) as fh:
+                return fh.read()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if "not exist" in str(exc).lower() or "NoSuchKey" in str(exc):
+                raise FileNotFoundError(path) from None
+            raise DeltaLogError(f"Cannot read {path} from the object store: {exc}") from None
+
+    def _mtime_ms(self, path: str) -> int:
+        return self._mtimes.get(path, 0)
+
+    def _raw_timestamp(self, version: int) -> int:
+        with self._lock:
+            cached = self._raw_ts.get(version)
+        if cached is not None:
+            return cached
+        self.commit(version)  # one GET: parses the commit and records its timestamp
+        with self._lock:
+            return self._raw_ts.get(version, 0)
+
+    def _checkpoint_source(self, name: str) -> Any:
+        import io
+
+        return io.BytesIO(self._read_bytes(f"{self.log_dir}/{name}"))
+
+    def object_key(self, raw_path: str) -> tuple[str, str]:
+        """(bucket, key) of a log-relative (URL-encoded) data file path.
+
+        :raises DeltaLogError: when the path leaves the table's prefix.
+        """
+        parsed = urlparse(raw_path)
+        if parsed.scheme:
+            if parsed.scheme.lower() not in ("s3", "s3a") or parsed.netloc != self.bucket:
+                raise DeltaLogError("A file of this table lies outside the table directory")
+            key = unquote(parsed.path).lstrip("/")
+        else:
+            rel = unquote(raw_path)
+            key = f"{self.prefix}/{rel.lstrip('/')}" if self.prefix else rel.lstrip("/")
+        parts = key.split("/")
+        inside = not self.prefix or key.startswith(self.prefix + "/")
+        if not inside or ".." in parts or "." in parts:
+            raise DeltaLogError("A file of this table lies outside the table directory")
+        return self.bucket, key
+
+    def file_path(self, raw_path: str) -> str:
+        """Object-store files have no local path: the server hands out pre-signed URLs instead."""
+        raise DeltaLogError("A file of an object-store table has no local path")
+
+
+def has_delta_log(location: str, settings: Any = None) -> bool:
+    """True when the ``s3://`` location holds a ``_delta_log`` with at least one commit or checkpoint."""
+    try:
+        ObjectStoreDeltaLog(location, settings)._refresh()
+    except NotADeltaTableError:
+        return False
+    return True
+
+
 def local_path(location: str) -> str:
     """The local directory of a table location (plain path or ``file://`` URI)."""
     if location.startswith("file://"):
@@ -752,7 +930,9 @@ def get_log(location: str) -> DeltaLog:
     with _LOGS_LOCK:
         log = _LOGS.get(key)
         if log is None:
-            log = DeltaLog(location)
+            from helpers.s3presign import is_s3
+
+            log = ObjectStoreDeltaLog(location) if is_s3(location) else DeltaLog(location)
             _LOGS[key] = log
             while len(_LOGS) > _LOG_CACHE_SIZE:
                 _LOGS.popitem(last=False)

@@ -19,8 +19,10 @@ The Delta log is read by :mod:`helpers.delta_log` (cached per table version), hi
 files are reused across table versions; only the version-scoped URL signatures are made again), URLs and
 tokens signed by :mod:`helpers.signing`.
 
-Tables on object stores (``s3://``...) are not served here: they would need the store's own pre-signed
-URLs (boto3 is not a dependency); such a table answers 400 ``UNSUPPORTED_OPERATION`` with a message saying so.
+Tables on S3-compatible object storage (``s3://bucket/prefix``) are read through the store (settings from
+the server's environment, see :mod:`helpers.s3presign`) and their files are handed out as the store's own
+pre-signed GET URLs (SigV4), whose ``expirationTimestamp`` is the URL's expiry; the download route never
+serves them. Other object stores (``gs://``, ``abfss://``...) answer 400 ``UNSUPPORTED_OPERATION``.
 """
 
 from __future__ import annotations
@@ -52,7 +54,14 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from helpers import __version__
-from helpers.delta_log import DeltaLog, DeltaLogError, Snapshot, get_log, parse_timestamp
+from helpers.delta_log import (
+    DeltaLog,
+    DeltaLogError,
+    ObjectStoreDeltaLog,
+    Snapshot,
+    get_log,
+    parse_timestamp,
+)
 from helpers.exceptions import (
     InvalidArgumentError,
     InvalidNameError,
@@ -75,6 +84,7 @@ from helpers.protocol import (
     list_page,
     ndjson,
 )
+from helpers.s3presign import MAX_EXPIRES_SECONDS, is_s3, presign_get
 from helpers.signing import FileRef, Signer, load_or_create_key, params_checksum
 
 __all__ = ["create_app", "register_cli", "serve", "start", "status", "stop"]
@@ -416,14 +426,30 @@ class SharingService:
 
     def table_log(self, table: Any) -> DeltaLog:
         location = str(table.location)
-        if "://" in location and not location.startswith("file://"):
+        if "://" in location and not location.startswith("file://") and not is_s3(location):
             raise bad_request(
                 f"Table '{table.schema}.{table.name}' is stored on an object store ({location.split('://')[0]}://); "
-                "this lab server only serves local tables (object-store pre-signed URLs need boto3, which "
-                "is not installed)",
+                "this lab server serves local tables and S3-compatible (s3://) tables only",
                 "UNSUPPORTED_OPERATION",
             )
         return get_log(location)
+
+    def presigner(self, log_: ObjectStoreDeltaLog) -> tuple[int, Callable[[str], str]]:
+        """(expiry in epoch ms, add path -> the store's pre-signed GET URL) for an object-store table.
+
+        Every URL of one response is signed at the same second for the server's URL TTL, so the
+        reported ``expirationTimestamp`` is exactly when the store stops accepting it.
+        """
+        now = datetime.now(UTC).replace(microsecond=0)
+        ttl = max(1, min(self.url_ttl_ms // 1000, MAX_EXPIRES_SECONDS))
+        exp = int(now.timestamp()) * 1000 + ttl * 1000
+        settings = log_.settings
+
+        def sign(raw_path: str) -> str:
+            bucket, key = log_.object_key(raw_path)
+            return presign_get(settings, bucket, key, expires_seconds=ttl, now=now)
+
+        return exp, sign
 
     # -------------------------------------------------------------- URLs
     def base_url(self, request: Request) -> str:
@@ -895,15 +921,21 @@ class SharingService:
             )
         head = self._head_lines(table, snapshot, fmt, snapshot.version if travelled else None)
         rname = recipient.name
-        cache = entry_set.rendered((base, exp, rname))
-        header = self.signer.token_header(
-            table.id, snapshot.version, table.share, table.schema, table.name
-        )
-        render = _LineRenderer(
-            self.file_url_parts(base, header, exp, rname),
-            self.signer.file_signer(header, exp, rname),
-            str(exp),
-        )
+        render: _LineRenderer | _PresignedLineRenderer
+        if isinstance(log_, ObjectStoreDeltaLog):
+            exp, sign = self.presigner(log_)
+            cache: list[str | None] = []
+            render = _PresignedLineRenderer(sign, exp)
+        else:
+            cache = entry_set.rendered((base, exp, rname))
+            header = self.signer.token_header(
+                table.id, snapshot.version, table.share, table.schema, table.name
+            )
+            render = _LineRenderer(
+                self.file_url_parts(base, header, exp, rname),
+                self.signer.file_signer(header, exp, rname),
+                str(exp),
+            )
 
         def lines() -> Iterator[str]:
             yield "".join(head)
@@ -1185,6 +1217,10 @@ class SharingService:
         info.start_version, info.end_version = start, end
         info.num_files = sum(1 for a in actions if a[0] not in ("metaData", "protocol"))
         exp = self.expiry_ms()
+        presign: Callable[[str], str] | None = None
+        store_log = self.table_log(table)
+        if isinstance(store_log, ObjectStoreDeltaLog):
+            exp, presign = self.presigner(store_log)
         head = self._head_lines(table, head_snapshot, fmt, head_snapshot.version)
         rname = recipient.name if recipient is not None else ""
 
@@ -1201,6 +1237,9 @@ class SharingService:
                     yield ndjson(ProtocolLine(fmt, action).to_json())
                 else:
                     tmpl = FileLineTemplate.build(what, fmt, action, version=v, timestamp=ts)
+                    if presign is not None:
+                        yield tmpl.render(presign(action["path"]), exp)
+                        continue
                     token = self._token(table, v, action["path"])
                     yield tmpl.render(self.file_url(base, token, exp, rname), exp)
             if end_stream:
@@ -1249,6 +1288,8 @@ class SharingService:
             raise denied
         try:
             log_ = self.table_log(table)
+            if log_.is_object_store:  # its files are fetched from the store, never through here
+                raise denied
             valid = ref.path in log_.snapshot(ref.version).paths
             if not valid:
                 commit = log_.commit(ref.version)
@@ -1318,6 +1359,22 @@ class _LineRenderer:
                 cache[i] = line
             append(line)
         return "".join(out)
+
+
+class _PresignedLineRenderer:
+    """Fills file line templates with an object store's pre-signed URLs (:meth:`SharingService.presigner`).
+
+    Nothing is cached: every response signs its URLs afresh (object-store tables in the lab are small).
+    """
+
+    def __init__(self, sign: Callable[[str], str], exp: int) -> None:
+        self.sign = sign
+        self.exp = exp
+
+    def batch(self, entries: list[_Entry], cache: list[str | None], indexes: Iterable[int]) -> str:
+        """The lines of ``entries[i]`` for ``i`` in ``indexes``, joined (``cache`` is not used)."""
+        sign, exp = self.sign, self.exp
+        return "".join(entries[i][1].render(sign(entries[i][0]["path"]), exp) for i in indexes)
 
 
 class _EntrySet:
