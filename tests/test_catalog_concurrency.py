@@ -139,6 +139,10 @@ def test_reader_sees_consistent_snapshots_while_writer_commits(lab_home: Path) -
                 )
 
             cat._write(body)
+        # on a loaded machine the reader may not have been scheduled yet: let it look at least once
+        deadline = time.monotonic() + 30
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         stop.set()
         t.join()
