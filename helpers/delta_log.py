@@ -50,6 +50,28 @@ _SNAPSHOT_CACHE_SIZE = 8
 _COMMIT_CACHE_SIZE = 256
 
 
+def _classify_log_names(names: Iterable[str]) -> tuple[list[int], dict[int, list[str]]]:
+    """The commit versions (sorted) and the complete checkpoints (version -> part names) among ``names``."""
+    commits: list[int] = []
+    parts: dict[int, dict[int, list[str]]] = {}
+    for name in names:
+        m = _COMMIT_RE.match(name)
+        if m:
+            commits.append(int(m.group(1)))
+            continue
+        m = _CHECKPOINT_RE.match(name)
+        if m:
+            parts.setdefault(int(m.group(1)), {}).setdefault(int(m.group(3) or 1), []).append(name)
+    commits.sort()
+    checkpoints = {
+        v: sorted(names_)
+        for v, by_total in parts.items()
+        for total, names_ in by_total.items()
+        if len(names_) == total  # only complete checkpoints
+    }
+    return commits, checkpoints
+
+
 class DeltaLogError(InvalidArgumentError):
     """The log cannot answer (missing commit, vacuumed files, unreadable checkpoint).
 
@@ -270,70 +292,62 @@ class DeltaLog:
         key = (st.st_ino, st.st_dev, st.st_mtime_ns)
         if identity != self._identity:
             self._identity = identity
-            self._snapshots.clear()
-            self._commit_cache.clear()
-            self._raw_ts.clear()
-            self._ts = {}
-            self._ts_key = None
-            self._checkpoint_state = None
+            self._forget_cached()
             self._listing_key = None
         if key == self._listing_key:
             # mtime has coarse granularity: probe for a commit written in the same tick
             if not os.path.exists(self._commit_path(self._latest + 1)):
                 return
-        commits: list[int] = []
-        parts: dict[int, dict[int, list[str]]] = {}
         with os.scandir(self.log_dir) as it:
-            for entry in it:
-                name = entry.name
-                m = _COMMIT_RE.match(name)
-                if m:
-                    commits.append(int(m.group(1)))
-                    continue
-                m = _CHECKPOINT_RE.match(name)
-                if m:
-                    v = int(m.group(1))
-                    total = int(m.group(3) or 1)
-                    parts.setdefault(v, {}).setdefault(total, []).append(name)
-        commits.sort()
-        checkpoints: dict[int, list[str]] = {}
-        for v, by_total in parts.items():
-            for total, names in by_total.items():
-                if len(names) == total:  # only complete checkpoints
-                    checkpoints[v] = sorted(names)
+            commits, checkpoints = _classify_log_names(entry.name for entry in it)
         # a table deleted and rewritten in place may get the same directory inode back: also compare the
         # identity of its oldest log file, and forget everything cached when it changed
         first: tuple[int, int] | None = None
-        oldest = (
-            self._commit_path(commits[0])
-            if commits
-            else (
-                os.path.join(self.log_dir, checkpoints[min(checkpoints)][0])
-                if checkpoints
-                else None
-            )
-        )
+        oldest = self._oldest_log_file(commits, checkpoints)
         if oldest is not None:
             with contextlib.suppress(FileNotFoundError):
                 fst = os.stat(oldest)
                 first = (fst.st_ino, fst.st_mtime_ns)
+        self._adopt_listing(
+            first,
+            commits,
+            checkpoints,
+            f"{self.location} has an empty _delta_log; write the table again",
+        )
+        self._listing_key = key
+
+    def _forget_cached(self) -> None:
+        self._snapshots.clear()
+        self._commit_cache.clear()
+        self._raw_ts.clear()
+        self._ts = {}
+        self._ts_key = None
+        self._checkpoint_state = None
+
+    def _oldest_log_file(self, commits: list[int], checkpoints: dict[int, list[str]]) -> str | None:
+        if commits:
+            return self._commit_path(commits[0])
+        if checkpoints:
+            return os.path.join(self.log_dir, checkpoints[min(checkpoints)][0])
+        return None
+
+    def _adopt_listing(
+        self,
+        first: tuple[int, int] | None,
+        commits: list[int],
+        checkpoints: dict[int, list[str]],
+        empty_message: str,
+    ) -> None:
+        """Take a fresh listing; ``first`` identifies the oldest log file (a rewritten table forgets its cache)."""
         if first != self._first_file:
             self._first_file = first
-            self._snapshots.clear()
-            self._commit_cache.clear()
-            self._raw_ts.clear()
-            self._ts = {}
-            self._ts_key = None
-            self._checkpoint_state = None
+            self._forget_cached()
         self._commits = commits
         self._checkpoints = checkpoints
         latest = max([*commits, *checkpoints.keys()], default=-1)
         if latest < 0:
-            raise NotADeltaTableError(
-                f"{self.location} has an empty _delta_log; write the table again"
-            )
+            raise NotADeltaTableError(empty_message)
         self._latest = latest
-        self._listing_key = key
 
     def _commit_path(self, version: int) -> str:
         return os.path.join(self.log_dir, f"{version:020d}.json")
@@ -792,59 +806,28 @@ class ObjectStoreDeltaLog(DeltaLog):
                 f"Cannot list {self.location}/_delta_log on the object store ({exc}); check "
                 "AWS_ENDPOINT_URL and the credentials in the server's environment"
             ) from None
-        commits: list[int] = []
-        parts: dict[int, dict[int, list[str]]] = {}
         mtimes: dict[str, int] = {}
+        names: list[str] = []
         for info in infos:
             if info.type != pafs.FileType.File:
                 continue
-            name = info.base_name
+            names.append(info.base_name)
             mtimes[info.path] = int(info.mtime.timestamp() * 1000) if info.mtime else 0
-            m = _COMMIT_RE.match(name)
-            if m:
-                commits.append(int(m.group(1)))
-                continue
-            m = _CHECKPOINT_RE.match(name)
-            if m:
-                v = int(m.group(1))
-                parts.setdefault(v, {}).setdefault(int(m.group(3) or 1), []).append(name)
-        if not commits and not parts:
+        commits, checkpoints = _classify_log_names(names)
+        if not commits and not checkpoints:
             raise NotADeltaTableError(
                 f"{self.location} is not a Delta table (no _delta_log objects); write the table "
                 "there first or register the right s3:// path"
             )
-        commits.sort()
-        checkpoints = {
-            v: sorted(names)
-            for v, by_total in parts.items()
-            for total, names in by_total.items()
-            if len(names) == total
-        }
-        oldest = (
-            self._commit_path(commits[0])
-            if commits
-            else f"{self.log_dir}/{checkpoints[min(checkpoints)][0]}"
-            if checkpoints
-            else ""
-        )
+        oldest = self._oldest_log_file(commits, checkpoints)
         first = (hash(oldest), mtimes.get(oldest, 0)) if oldest else None
-        if first != self._first_file:  # rewritten in place: forget everything cached
-            self._first_file = first
-            self._snapshots.clear()
-            self._commit_cache.clear()
-            self._raw_ts.clear()
-            self._ts = {}
-            self._ts_key = None
-            self._checkpoint_state = None
-        self._commits = commits
-        self._checkpoints = checkpoints
         self._mtimes = mtimes
-        latest = max([*commits, *checkpoints.keys()], default=-1)
-        if latest < 0:
-            raise NotADeltaTableError(
-                f"{self.location} has no complete commit in _delta_log; write the table again"
-            )
-        self._latest = latest
+        self._adopt_listing(
+            first,
+            commits,
+            checkpoints,
+            f"{self.location} has no complete commit in _delta_log; write the table again",
+        )
         self._listed_at = now
 
     def _read_bytes(self, path: str) -> bytes:
