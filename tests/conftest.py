@@ -118,3 +118,48 @@ def server_factory() -> Iterator:
     yield factory
     for server in started:
         stop_server(server)
+
+
+SANITIZE = REPO / "tests" / "notebooks" / "sanitize.cfg"
+
+
+def _run_nbval(
+    notebooks: list[Path], home: Path, *, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
+    """Re-execute ``notebooks`` with ``pytest --nbval-lax`` in lab home ``home`` (server on a free port).
+
+    Cells marked ``# NBVAL_CHECK_OUTPUT`` or tagged ``nbval-check-output`` must reproduce their committed
+    outputs once ``sanitize.cfg`` has masked times, tokens, ports and paths. Stops the server after.
+    """
+    from helpers import server
+
+    env = dict(os.environ, SHARELAB_HOME=str(home), SHARELAB_PORT=str(free_port()))
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--nbval-lax",
+        "--nbval-current-env",
+        "--nbval-sanitize-with",
+        str(SANITIZE),
+        "--nbval-cell-timeout",
+        "600",
+        "-o",
+        "addopts=",
+        "--rootdir",
+        str(REPO),
+        *map(str, notebooks),
+    ]
+    try:
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+    finally:
+        server.stop(home)
+
+
+@pytest.fixture
+def run_nbval():
+    """:func:`_run_nbval`: nbval over committed notebooks in a given lab home."""
+    return _run_nbval

@@ -250,40 +250,9 @@ def test_solutions_are_committed_with_a_reference_run() -> None:
         assert verdicts and set(verdicts.values()) == {PASSED}, (path.name, verdicts)
 
 
-def test_solutions_reproduce_their_committed_outputs_under_nbval(tmp_path: Path) -> None:
+def test_solutions_reproduce_their_committed_outputs_under_nbval(tmp_path: Path, run_nbval) -> None:
     """The task cells (tagged nbval-check-output) must give the committed verdicts again."""
-    import os
-    import socket
-
-    from helpers import server
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    home = tmp_path / "home-nbval"
-    env = dict(os.environ, SHARELAB_HOME=str(home), SHARELAB_PORT=str(port))
-    solutions = sorted((LABS / "solutions").glob("*.ipynb"))
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--nbval-lax",
-        "--nbval-current-env",
-        "--nbval-sanitize-with",
-        str(REPO / "tests" / "notebooks" / "sanitize.cfg"),
-        "--nbval-cell-timeout",
-        "600",
-        "-o",
-        "addopts=",
-        "--rootdir",
-        str(REPO),
-        *map(str, solutions),
-    ]
-    try:
-        proc = subprocess.run(cmd, cwd=LABS, env=env, capture_output=True, text=True, timeout=1200)
-    finally:
-        server.stop(home)
+    proc = run_nbval(
+        sorted((LABS / "solutions").glob("*.ipynb")), tmp_path / "home-nbval", cwd=LABS
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]

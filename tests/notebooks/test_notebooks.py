@@ -66,32 +66,8 @@ def test_notebooks_are_committed_with_outputs() -> None:
         assert not errors, f"{path.name}: committed with an error output"
 
 
-def test_nbval_committed_outputs(tmp_path: Path) -> None:
-    home = tmp_path / "lab-home"
-    env = dict(os.environ, SHARELAB_HOME=str(home), SHARELAB_PORT=str(free_port()))
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--nbval-lax",
-        "--nbval-current-env",
-        "--nbval-sanitize-with",
-        str(SANITIZE),
-        "--nbval-cell-timeout",
-        "600",
-        "-o",
-        "addopts=",
-        "--rootdir",
-        str(REPO),
-        *map(str, NOTEBOOKS),
-    ]
-    try:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
-    finally:
-        server.stop(home)
+def test_nbval_committed_outputs(tmp_path: Path, run_nbval) -> None:
+    proc = run_nbval(NOTEBOOKS, tmp_path / "lab-home")
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
 
 
