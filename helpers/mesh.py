@@ -84,8 +84,9 @@ EXTERNAL_PROPERTY = "external"
 DOMAIN_PROPERTY = "domain"
 #: Column tag that the default privacy policy looks for.
 PII_TAG = "pii"
-#: Audit actions that count as a recipient reading a table (the server's names, lower case).
-READ_ACTIONS = ("query", "query_table", "changes", "query_changes", "table_changes", "read")
+#: Audit actions that count as a recipient reading a table (the server's names, lower case): a snapshot
+#: query or a change-data-feed query; file downloads are parts of those reads, not reads of their own.
+READ_ACTIONS = ("querytable", "querytablechanges")
 
 
 class MeshPolicyWarning(UserWarning):
