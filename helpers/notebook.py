@@ -94,8 +94,18 @@ LAB_MAP: tuple[tuple[str, str, str, str], ...] = (
         "provider",
         "token expiry, rotation, revocation, partition filters, audit log",
     ),
-    ("08", "Data mesh", "provider", "domains, data products and contracts (own issue)"),
-    ("09", "Schema evolution", "provider", "evolving shared tables safely (own issue)"),
+    (
+        "08",
+        "Data mesh",
+        "provider",
+        "domains, products with SLAs, policies, quality, subscriptions, lineage, report",
+    ),
+    (
+        "09",
+        "Schema evolution",
+        "provider",
+        "schema merge, compatibility, minor vs major versions, the recipient notices",
+    ),
 )
 
 
