@@ -2838,6 +2838,7 @@ def trend_figure(history: pd.DataFrame) -> Any:
 
     :param history: :meth:`Mesh.quality_history` (all products or one).
     """
+    import matplotlib.dates as mdates
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(12, 3.6))
@@ -2859,7 +2860,10 @@ def trend_figure(history: pd.DataFrame) -> Any:
         ax.set_title(title)
         ax.set_xlabel("measured at (UTC)")
         ax.set_ylabel(ylabel)
-        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        locator = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        ax.tick_params(axis="x", labelsize=7)
         if len(data):
             ax.legend(fontsize=7)
         else:
