@@ -28,10 +28,10 @@ import requests
 from deltalake import DeltaTable, write_deltalake
 
 from helpers.catalog import profile_dict
-from helpers.delta_log import DeltaLogError, ObjectStoreDeltaLog
 from helpers.exceptions import NotADeltaTableError
 from helpers.provider import Provider
-from helpers.s3presign import S3Settings, presign_get
+from helpers.storage.delta_log import DeltaLogError, ObjectStoreDeltaLog
+from helpers.storage.s3 import S3Settings, presign_get
 from tests.conftest import free_port
 
 S3RVER_VERSION = "3.7.1"

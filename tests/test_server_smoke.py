@@ -206,7 +206,7 @@ def _lit(value: str, vt: str) -> dict:
 
 def test_predicate_pitfalls_are_fixed() -> None:
     """Protocol §5.2 (a)-(c),(e): conservative three-valued skipping."""
-    from helpers.predicates import file_matches, parse_json_predicate
+    from helpers.server.predicates import file_matches, parse_json_predicate
 
     stats = {
         "numRecords": 3,

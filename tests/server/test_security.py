@@ -99,7 +99,7 @@ def test_tampered_urls_are_denied(lab: SharingLab, file_urls: list[dict[str, Any
 
 
 def _signer(lab: SharingLab) -> Any:
-    from helpers.signing import Signer
+    from helpers.server.signing import Signer
 
     return Signer((lab.home / "server" / "secret.key").read_bytes())
 
@@ -132,7 +132,7 @@ def test_validly_signed_out_of_table_paths_are_denied(
 ) -> None:
     """Even a URL signed with the server's key only serves files of that table version's log."""
     from helpers.catalog import Catalog
-    from helpers.signing import FileRef
+    from helpers.server.signing import FileRef
 
     signer = _signer(lab)
     table = Catalog(lab.home / "catalog.db").get_shared_table("retail_share", "core", "sales")

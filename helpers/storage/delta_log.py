@@ -764,7 +764,7 @@ class ObjectStoreDeltaLog(DeltaLog):
     """Reader of the ``_delta_log`` of a table on S3-compatible storage (``s3://bucket/prefix``).
 
     The log is listed and read through :class:`pyarrow.fs.S3FileSystem` with the settings of
-    :class:`helpers.s3presign.S3Settings` (the process environment, like ``deltalake``). An object store
+    :class:`helpers.storage.s3.S3Settings` (the process environment, like ``deltalake``). An object store
     has no directory inode or cheap ``stat``: the listing is re-read at most every
     ``_LIST_TTL_SECONDS``, and a table rewritten in place is detected by its oldest log file changing.
 
@@ -776,7 +776,7 @@ class ObjectStoreDeltaLog(DeltaLog):
     _LIST_TTL_SECONDS = 1.0
 
     def __init__(self, location: str, settings: Any = None) -> None:
-        from helpers.s3presign import S3Settings, split_s3_uri
+        from helpers.storage.s3 import S3Settings, split_s3_uri
 
         super().__init__("file:///")  # the local fields; replaced below
         self.location = location
@@ -913,7 +913,7 @@ def get_log(location: str) -> DeltaLog:
     with _LOGS_LOCK:
         log = _LOGS.get(key)
         if log is None:
-            from helpers.s3presign import is_s3
+            from helpers.storage.s3 import is_s3
 
             log = ObjectStoreDeltaLog(location) if is_s3(location) else DeltaLog(location)
             _LOGS[key] = log

@@ -14,13 +14,13 @@ share that is not granted to the caller answers exactly like a share that does n
 partition filters are applied before any URL is minted. Every request is audited through a background
 writer thread (batched inserts; flushed on shutdown).
 
-The Delta log is read by :mod:`helpers.delta_log` (cached per table version), hints by
-:mod:`helpers.predicates`, lines encoded by :mod:`helpers.protocol` (the encoded file lines of unchanged
+The Delta log is read by :mod:`helpers.storage.delta_log` (cached per table version), hints by
+:mod:`helpers.server.predicates`, lines encoded by :mod:`helpers.server.protocol` (the encoded file lines of unchanged
 files are reused across table versions; only the version-scoped URL signatures are made again), URLs and
-tokens signed by :mod:`helpers.signing`.
+tokens signed by :mod:`helpers.server.signing`.
 
 Tables on S3-compatible object storage (``s3://bucket/prefix``) are read through the store (settings from
-the server's environment, see :mod:`helpers.s3presign`) and their files are handed out as the store's own
+the server's environment, see :mod:`helpers.storage.s3`) and their files are handed out as the store's own
 pre-signed GET URLs (SigV4), whose ``expirationTimestamp`` is the URL's expiry; the download route never
 serves them. Other object stores (``gs://``, ``abfss://``...) answer 400 ``UNSUPPORTED_OPERATION``.
 """
@@ -54,14 +54,6 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from helpers import __version__
-from helpers.delta_log import (
-    DeltaLog,
-    DeltaLogError,
-    ObjectStoreDeltaLog,
-    Snapshot,
-    get_log,
-    parse_timestamp,
-)
 from helpers.exceptions import (
     InvalidArgumentError,
     InvalidNameError,
@@ -71,8 +63,8 @@ from helpers.exceptions import (
     SharelabError,
     TokenError,
 )
-from helpers.predicates import apply_limit_hint, file_matches, parse_json_predicate
-from helpers.protocol import (
+from helpers.server.predicates import apply_limit_hint, file_matches, parse_json_predicate
+from helpers.server.protocol import (
     EndStreamAction,
     FileLineTemplate,
     MetadataLine,
@@ -84,8 +76,16 @@ from helpers.protocol import (
     list_page,
     ndjson,
 )
-from helpers.s3presign import MAX_EXPIRES_SECONDS, is_s3, presign_get
-from helpers.signing import FileRef, Signer, load_or_create_key, params_checksum
+from helpers.server.signing import FileRef, Signer, load_or_create_key, params_checksum
+from helpers.storage.delta_log import (
+    DeltaLog,
+    DeltaLogError,
+    ObjectStoreDeltaLog,
+    Snapshot,
+    get_log,
+    parse_timestamp,
+)
+from helpers.storage.s3 import MAX_EXPIRES_SECONDS, is_s3, presign_get
 
 __all__ = ["create_app", "register_cli", "serve", "start", "status", "stop"]
 

@@ -926,12 +926,12 @@ class Catalog:
         :raises AlreadyExistsError: when the name is taken and ``replace`` is False.
         """
         cat, sch, tbl = _split_name(name, 3, "table", "catalog.schema.table")
-        from helpers.s3presign import is_s3
+        from helpers.storage.s3 import is_s3
 
         if is_s3(os.fspath(location)):
             # an S3-compatible table: its _delta_log is checked through the store (settings from the
             # environment, never stored here)
-            from helpers.delta_log import has_delta_log
+            from helpers.storage.delta_log import has_delta_log
 
             path = os.fspath(location).rstrip("/")
             if not has_delta_log(path):
