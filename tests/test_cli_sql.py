@@ -12,38 +12,9 @@ import pytest
 from deltalake import write_deltalake
 
 from helpers.cli import main as cli_main
+from tests.support import REPO, SEED_000_SQL, sharelab
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def sharelab(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SHARELAB_HOME=str(home))
-    return subprocess.run(
-        [sys.executable, "-m", "helpers", "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        env=env,
-        cwd=REPO,
-        timeout=120,
-    )
-
-
-SEED_000 = """
--- seed 000: three domain shares, two consumers
-CREATE SHARE IF NOT EXISTS airline_core_share COMMENT 'Shared airline reference data';
-CREATE SHARE IF NOT EXISTS sales_data_share COMMENT 'Sales domain';
-CREATE SHARE IF NOT EXISTS operations_data_share COMMENT 'Operations domain';
-ALTER SHARE airline_core_share ADD SCHEMA airline.shared_airline;
-ALTER SHARE sales_data_share ADD SCHEMA airline.sales_domain;
-ALTER SHARE operations_data_share ADD SCHEMA airline.operations_domain;
-CREATE RECIPIENT IF NOT EXISTS sales_team COMMENT 'Sales analytics';
-CREATE RECIPIENT IF NOT EXISTS operations_team COMMENT 'Operations analytics';
-GRANT SELECT ON SHARE airline_core_share TO RECIPIENT sales_team;
-GRANT SELECT ON SHARE sales_data_share TO RECIPIENT sales_team;
-GRANT SELECT ON SHARE airline_core_share TO RECIPIENT operations_team;
-GRANT SELECT ON SHARE operations_data_share TO RECIPIENT operations_team;
-"""
+SEED_000 = SEED_000_SQL
 
 
 def table_lines(output: str) -> list[list[str]]:

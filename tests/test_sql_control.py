@@ -23,6 +23,7 @@ from helpers.exceptions import (
     SqlParseError,
 )
 from helpers.provider import Provider
+from tests.support import SEED_000_SQL
 
 LINK = re.compile(r"^http://127\.0\.0\.1:8080/delta-sharing/activation/([A-Za-z0-9_-]{20,})$")
 
@@ -224,7 +225,7 @@ def test_create_recipient_shows_a_one_time_activation_link(
     assert not any(k.startswith("token.") for k in info)
 
     # another process (no remembered code) still learns that the link is pending
-    provider_mod._ACTIVATION_CODES.clear()
+    provider_mod.forget_activation_codes()
     info = dict(Provider(lab_home).sql("DESCRIBE RECIPIENT partner_co").values.tolist())
     assert info["activation_link"].startswith("pending")
 
@@ -425,22 +426,7 @@ def test_seed_000_topology(provider: Provider, lab_home: Path) -> None:
     ]:
         location = make_table(lab_home / "airline" / schema / table)
         provider.sql(f"CREATE TABLE airline.{schema}.{table} LOCATION '{location}'")
-    provider.sql(
-        """
-        CREATE SHARE IF NOT EXISTS airline_core_share COMMENT 'Shared airline reference data';
-        CREATE SHARE IF NOT EXISTS sales_data_share COMMENT 'Sales domain';
-        CREATE SHARE IF NOT EXISTS operations_data_share COMMENT 'Operations domain';
-        ALTER SHARE airline_core_share ADD SCHEMA airline.shared_airline;
-        ALTER SHARE sales_data_share ADD SCHEMA airline.sales_domain;
-        ALTER SHARE operations_data_share ADD SCHEMA airline.operations_domain;
-        CREATE RECIPIENT IF NOT EXISTS sales_team;
-        CREATE RECIPIENT IF NOT EXISTS operations_team;
-        GRANT SELECT ON SHARE airline_core_share TO RECIPIENT sales_team;
-        GRANT SELECT ON SHARE sales_data_share TO RECIPIENT sales_team;
-        GRANT SELECT ON SHARE airline_core_share TO RECIPIENT operations_team;
-        GRANT SELECT ON SHARE operations_data_share TO RECIPIENT operations_team;
-        """
-    )
+    provider.sql(SEED_000_SQL)
     grants = set()
     for share in provider.sql("SHOW SHARES")["name"]:
         for recipient in provider.sql(f"SHOW GRANTS ON SHARE {share}")["recipient"]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -348,3 +350,24 @@ def test_random_garbage_only_ever_raises_sql_parse_errors() -> None:
             sql.parse(text)
         except SqlParseError as exc:
             assert str(exc).startswith(("Syntax error at line", "expected")), (text, str(exc))
+
+
+def test_the_language_does_not_import_the_provider() -> None:
+    # helpers.sql is the pure language: parsing must not pull in the provider, catalog or engines
+    code = (
+        "import sys, helpers.sql as s; s.parse('SHOW SHARES; CREATE SHARE x'); "
+        "print(sorted(m for m in sys.modules if m.startswith(('helpers.provider', 'helpers.catalog'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_partition_spec_parses_text_with_or_without_parentheses() -> None:
+    assert sql.parse_partition_spec("region = 'EU'") == (PartitionValue("region", "EU"),)
+    assert sql.parse_partition_spec("(region = CURRENT_RECIPIENT().region)") == (
+        PartitionValue("region", "region", True),
+    )
+    with pytest.raises(SqlParseError, match="end of the partition specification"):
+        sql.parse_partition_spec("(a = 1) x")
