@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import sqlite3
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from helpers.catalog import open_catalog
 from helpers.cli import main as cli_main
 from helpers.exceptions import (
     AlreadyExistsError,
@@ -49,9 +51,7 @@ def flights_frame(n: int = N) -> pd.DataFrame:
 
 def build(home: Path) -> Mesh:
     """Two Delta tables registered, two shares, two domains; returns the home's mesh."""
-    from helpers.home import LabHome
-
-    cat = LabHome.resolve(home).open_catalog()
+    cat = open_catalog(home)
     flights = home / "data" / "airline" / "ops" / "flights"
     write_deltalake(str(flights), flights_frame())
     carriers = home / "data" / "airline" / "ref" / "carriers"
@@ -128,13 +128,13 @@ def test_domains_and_products_are_stored_in_the_catalog_file(mesh: Mesh, lab_hom
         ("flights", "operations"),
     )
     assert p.sla == SLA(24, 95, 99)
-    import sqlite3
-
     con = sqlite3.connect(lab_home / "catalog.db")
     names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     con.close()
     assert {"mesh_domains", "mesh_products", "mesh_versions", "mesh_quality"} <= names
     assert "shares" in names  # the catalog's own tables live in the same file
+    # created once by the catalog's database layer, as the versioned component "mesh"
+    assert again.catalog.db.schema_version("mesh") == 1
 
 
 # ---------------------------------------------------------------------------- quality
@@ -309,6 +309,80 @@ def test_refused_subscription_leaves_no_grant_and_no_recipient(mesh: Mesh) -> No
         "subscription_refused",
         "subscribed",
     ]
+
+
+def test_subscribe_is_one_transaction_with_the_catalog_grant(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recipient, its properties, the grant and the mesh rows commit together or not at all."""
+    flights_product(mesh)
+    mesh.publish("flights")
+    cat = mesh.catalog
+    cat.create_recipient("partner", properties={"region": "us"})
+    real_event = Mesh._event
+
+    def fail_on_subscribed(self: Mesh, con, kind: str, *args, **kw) -> None:  # type: ignore[no-untyped-def]
+        real_event(self, con, kind, *args, **kw)
+        if kind == "subscribed":  # after the grant and the subscription row, inside the transaction
+            raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(Mesh, "_event", fail_on_subscribed)
+    for recipient, props in (("new_bi", None), ("partner", {"region": "eu"})):
+        with pytest.raises(RuntimeError, match="disk gone"):
+            mesh.subscribe("flights", recipient, consumer_domain="operations", properties=props)
+    assert cat.grants_on_share("flight_ops") == []
+    with pytest.raises(NotFoundError):
+        cat.get_recipient("new_bi")
+    assert cat.get_recipient("partner").properties == {"region": "us"}
+    assert mesh.subscriptions("flights", active_only=False) == []
+    assert "subscribed" not in set(mesh.events("flights")["kind"])
+
+    # a failure right after the catalog's grant (before the mesh rows) is undone the same way
+    monkeypatch.setattr(Mesh, "_event", real_event)
+    real_grant = cat.grant
+
+    def grant_then_fail(share: str, recipient: str):  # type: ignore[no-untyped-def]
+        real_grant(share, recipient)
+        assert [g.recipient for g in cat.grants_on_share(share)] == [recipient]  # seen inside
+        outside = sqlite3.connect(cat.path)  # another connection sees nothing uncommitted
+        try:
+            assert outside.execute("SELECT count(*) FROM grants").fetchone()[0] == 0
+        finally:
+            outside.close()
+        raise RuntimeError("crash after grant")
+
+    monkeypatch.setattr(cat, "grant", grant_then_fail)
+    with pytest.raises(RuntimeError, match="crash after grant"):
+        mesh.subscribe("flights", "new_bi", consumer_domain="operations")
+    assert cat.grants_on_share("flight_ops") == []
+    with pytest.raises(NotFoundError):
+        cat.get_recipient("new_bi")
+    assert mesh.subscriptions("flights", active_only=False) == []
+
+    # and when nothing fails, all of it is there
+    monkeypatch.setattr(cat, "grant", real_grant)
+    assert mesh.subscribe("flights", "new_bi", consumer_domain="operations").status == "active"
+    assert [g.recipient for g in cat.grants_on_share("flight_ops")] == ["new_bi"]
+
+
+def test_unsubscribe_is_one_transaction_with_the_revoke(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flights_product(mesh)
+    mesh.publish("flights")
+    mesh.subscribe("flights", "ops_bi", consumer_domain="operations")
+    real_event = Mesh._event
+
+    def fail_on_unsubscribed(self: Mesh, con, kind: str, *args, **kw) -> None:  # type: ignore[no-untyped-def]
+        real_event(self, con, kind, *args, **kw)
+        if kind == "unsubscribed":
+            raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(Mesh, "_event", fail_on_unsubscribed)
+    with pytest.raises(RuntimeError, match="disk gone"):
+        mesh.unsubscribe("flights", "ops_bi")
+    assert [g.recipient for g in mesh.catalog.grants_on_share("flight_ops")] == ["ops_bi"]
+    assert mesh.get_subscription("flights", "ops_bi").status == "active"
 
 
 def test_required_properties_and_unpublished_product(mesh: Mesh) -> None:

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from helpers.catalog import open_catalog
 from helpers.exceptions import InvalidArgumentError, SchemaCompatibilityError
-from helpers.home import LabHome
 from helpers.mesh import Mesh, compare_schemas
 
 
@@ -157,7 +157,7 @@ def test_pyarrow_and_delta_schemas_are_accepted(tmp_path: Path) -> None:
 
 @pytest.fixture
 def evolving(lab_home: Path) -> tuple[Mesh, Path]:
-    cat = LabHome.resolve(lab_home).open_catalog()
+    cat = open_catalog(lab_home)
     loc = lab_home / "data" / "airline" / "ops" / "routes"
     write_deltalake(
         str(loc),

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from deltalake import write_deltalake
 
+from helpers.catalog import open_catalog
 from helpers.exceptions import InvalidArgumentError, NotFoundError
-from helpers.home import LabHome
 from helpers.mesh import READ_ACTIONS, Mesh
 
 
 def _lab(home: Path) -> Mesh:
-    cat = LabHome.resolve(home).open_catalog()
+    cat = open_catalog(home)
     raw = home / "data" / "airline" / "raw" / "flights_raw"
     ops = home / "data" / "airline" / "ops" / "flights"
     frame = pd.DataFrame(
@@ -71,7 +71,7 @@ def test_usage_and_impact_come_from_a_real_recipient_read(
     lab_home: Path, server_factory, tmp_path: Path
 ) -> None:
     delta_sharing = pytest.importorskip("delta_sharing")
-    from helpers.catalog import profile_dict, write_profile
+    from helpers.profiles import profile_dict, write_profile
 
     mesh = _lab(lab_home)
     mesh.publish("flights")

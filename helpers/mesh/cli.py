@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from helpers.exceptions import InvalidArgumentError
 
+if TYPE_CHECKING:
+    from helpers.mesh.facade import Mesh
 
-def _mesh(args: argparse.Namespace):  # -> Mesh; imported lazily so `sharelab --help` stays fast
-    from helpers.mesh import Mesh
+
+def _mesh(args: argparse.Namespace) -> Mesh:
+    from helpers.mesh.facade import Mesh  # imported lazily so `sharelab --help` stays fast
 
     return Mesh(getattr(args, "home", None))
 
 
-def _now(text: str | None) -> datetime | None:
+def _now_option(text: str | None) -> datetime | None:
+    """The ``--now`` option as a datetime (None: the mesh reads the catalog's clock)."""
     if not text:
         return None
     try:
@@ -40,7 +45,9 @@ def _print(frame: pd.DataFrame, empty: str) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    path = _mesh(args).write_report(args.out, now=_now(args.now), measure=not args.no_measure)
+    path = _mesh(args).write_report(
+        args.out, now=_now_option(args.now), measure=not args.no_measure
+    )
     print(f"wrote {path}")
     return 0
 
@@ -58,10 +65,10 @@ def _domains(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     mesh = _mesh(args)
-    report = mesh.check(args.product, now=_now(args.now), record=not args.no_record)
+    report = mesh.check(args.product, now=_now_option(args.now), record=not args.no_record)
     _print(report.to_frame().drop(columns=["product"]), "no policy applies to this product")
     print()
-    _print(mesh.sla_status(args.product, now=_now(args.now)), "")
+    _print(mesh.sla_status(args.product, now=_now_option(args.now)), "")
     print(
         f"\n{report.product}: {report.status} ({len(report.failures)} mandatory failure(s), "
         f"{len(report.warnings)} warning(s))"
@@ -78,7 +85,7 @@ def _lineage(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
+def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``mesh`` and its subcommands to the ``sharelab`` parser."""
     mesh = subparsers.add_parser(
         "mesh",
@@ -86,7 +93,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         description="Inspect the data mesh of the lab home (build it with helpers.mesh.Mesh).",
     )
     sub = mesh.add_subparsers(dest="mesh_command", metavar="SUBCOMMAND")
-    mesh.set_defaults(func=lambda args: (mesh.print_help(), 2)[1])
+
+    def _help(args: argparse.Namespace) -> int:
+        mesh.print_help()
+        return 2
+
+    mesh.set_defaults(func=_help)
 
     p = sub.add_parser("report", help="write the HTML mesh report")
     p.add_argument("--out", required=True, metavar="FILE", help="HTML file to write")
