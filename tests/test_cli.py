@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support import sharelab
+
 COMMANDS = [
     "sql",
     "profile",
@@ -25,19 +26,8 @@ COMMANDS = [
 ]
 
 
-def sharelab(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
-    prefix = ["--home", str(home)] if home else []
-    return subprocess.run(
-        [sys.executable, "-m", "helpers", *prefix, *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
-
-
 def test_help_lists_every_command() -> None:
-    result = sharelab("--help")
+    result = sharelab(None, "--help")
     assert result.returncode == 0
     for command in COMMANDS:
         assert command in result.stdout, command
@@ -45,19 +35,19 @@ def test_help_lists_every_command() -> None:
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command: str) -> None:
-    result = sharelab(command, "--help")
+    result = sharelab(None, command, "--help")
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout
 
 
 def test_unknown_command_is_a_usage_error() -> None:
-    result = sharelab("frobnicate")
+    result = sharelab(None, "frobnicate")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
 
 
 def test_errors_are_one_line_and_exit_1(lab_home: Path) -> None:
-    result = sharelab("sql", "DROP SHARE no_such_share", home=lab_home)
+    result = sharelab(lab_home, "sql", "DROP SHARE no_such_share")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")

@@ -27,12 +27,12 @@ import pytest
 import requests
 from deltalake import DeltaTable, write_deltalake
 
-from helpers.catalog import profile_dict
 from helpers.exceptions import NotADeltaTableError
+from helpers.profiles import profile_dict
 from helpers.provider import Provider
 from helpers.storage.delta_log import DeltaLogError, ObjectStoreDeltaLog
 from helpers.storage.s3 import S3Settings, presign_get
-from tests.conftest import free_port
+from tests.support import free_port
 
 S3RVER_VERSION = "3.7.1"
 BUCKET = "lab"

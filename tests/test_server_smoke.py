@@ -15,9 +15,10 @@ import requests
 from deltalake import DeltaTable, write_deltalake
 
 from helpers import server as srv
-from helpers.catalog import Catalog, profile_dict
+from helpers.catalog import Catalog
 from helpers.exceptions import ServerError
-from tests.conftest import free_port
+from helpers.profiles import profile_dict
+from tests.support import free_port
 
 
 def _make_table(home: Path) -> Path:
@@ -147,6 +148,37 @@ def test_lifecycle_start_status_stop(lab_home: Path) -> None:
         assert srv.stop(lab_home)
     assert srv.status(lab_home) is None
     assert not srv.stop(lab_home)
+
+
+def test_one_port_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``port``, else ``$SHARELAB_PORT``, else 8080, else (8080 taken) a free port; 0 counts as unset."""
+    from helpers.server import lifecycle
+
+    monkeypatch.setenv("SHARELAB_PORT", "18123")
+    assert srv.server_port(4321) == 4321
+    assert srv.server_port() == srv.server_port(0) == 18123
+    monkeypatch.setenv("SHARELAB_PORT", "0")
+    monkeypatch.setattr(lifecycle, "_port_free", lambda host, port: True)
+    assert srv.server_port() == srv.DEFAULT_PORT == 8080
+    monkeypatch.setattr(lifecycle, "_port_free", lambda host, port: False)
+    assert srv.server_port() not in (0, 8080)
+
+
+def test_ensure_server_is_the_one_way_in(lab_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notebook's and the labs' ``ensure_server`` start one server, on the same rule, and reuse it."""
+    from helpers.labs.setup import ensure_server as lab_ensure
+    from helpers.notebook import ensure_server as notebook_ensure
+
+    port = free_port()
+    monkeypatch.setenv("SHARELAB_PORT", str(port))
+    try:
+        first = lab_ensure(lab_home)
+        assert first["port"] == port and not first["already_running"]
+        again = notebook_ensure()
+        assert again["pid"] == first["pid"] and again["healthy"]
+        assert srv.ensure_server(lab_home)["pid"] == first["pid"]
+    finally:
+        assert srv.stop(lab_home)
 
 
 def test_hints_limit_and_paging(shared) -> None:

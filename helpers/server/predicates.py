@@ -344,7 +344,7 @@ def _holds(op: str, a: Any, b: Any) -> bool:
     return a >= b
 
 
-def parse_json_predicate(hints: Any) -> Predicate | None:
+def parse_json_predicate(hints: object) -> Predicate | None:
     """Parse and validate ``jsonPredicateHints`` (a JSON string, or an object for lenient clients).
 
     :returns: the predicate, or None when the hint is absent or malformed (then nothing is skipped).

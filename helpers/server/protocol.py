@@ -32,12 +32,12 @@ _escape = json.encoder.encode_basestring_ascii  # what json.dumps uses for strin
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def dumps(obj: Any) -> str:
+def dumps(obj: object) -> str:
     """Compact single-line JSON."""
     return _ENCODER.encode(obj)
 
 
-def ndjson(obj: Any) -> str:
+def ndjson(obj: object) -> str:
     """One NDJSON line (compact JSON + ``\\n``)."""
     return _ENCODER.encode(obj) + "\n"
 

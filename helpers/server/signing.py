@@ -35,7 +35,7 @@ __all__ = ["FileRef", "Signer", "load_or_create_key", "params_checksum"]
 try:  # OpenSSL's HMAC object without the Python wrapper of hmac.HMAC (hot: one copy per file URL)
     from _hashlib import hmac_new as _hmac_new
 except ImportError:  # pragma: no cover - Python built without OpenSSL
-    _hmac_new = hmac.new
+    _hmac_new = hmac.new  # type: ignore[assignment]  # same call, a wrapper of the same MAC
 
 KEY_BYTES = 32
 _TOKEN_TAG = b"token\n"

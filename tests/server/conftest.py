@@ -11,15 +11,12 @@ independent while the expensive setup happens once.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pyarrow as pa
@@ -27,33 +24,11 @@ import pytest
 import requests
 from deltalake import DeltaTable, write_deltalake
 
-REPO = Path(__file__).resolve().parents[2]
+# the shared test helpers (tests/support.py): one session server for the whole suite
+from tests.support import start_server, stop_server
+
 PREFIX = "/delta-sharing"
 UTC = dt.UTC
-
-
-def _root_conftest() -> ModuleType:
-    """The repository's ``tests/conftest.py`` (for ``start_server``/``stop_server``).
-
-    ``server_factory`` there is function-scoped; the suite needs one server per session, so it reuses the
-    same start/stop functions. The module is already imported by pytest; find it, else load it by path.
-    """
-    target = (REPO / "tests" / "conftest.py").resolve()
-    for module in list(sys.modules.values()):
-        file = getattr(module, "__file__", None)
-        if file and Path(file).resolve() == target:
-            return module
-    spec = importlib.util.spec_from_file_location("_sharelab_tests_conftest", target)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_ROOT = _root_conftest()
-start_server: Callable[..., Any] = _ROOT.start_server
-stop_server: Callable[..., Any] = _ROOT.stop_server
-free_port: Callable[[], int] = _ROOT.free_port
 
 
 # --------------------------------------------------------------------------------------------------
@@ -403,7 +378,7 @@ class SharingLab:
 
 def write_test_profile(home: Path, recipient: str, endpoint: str, issued: Any) -> Path:
     """Write the recipient's version-1 profile file (mode 0600) with the catalog's own helpers."""
-    from helpers.catalog import profile_dict, write_profile
+    from helpers.profiles import profile_dict, write_profile
 
     return write_profile(home / "profiles" / f"{recipient}.share", profile_dict(endpoint, issued))
 

@@ -14,19 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import REPO, free_port, start_server, stop_server
-
-
-def sharelab(home: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, SHARELAB_HOME=str(home))
-    return subprocess.run(
-        [sys.executable, "-m", "helpers", "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=REPO,
-    )
+from tests.support import free_port, sharelab, start_server, stop_server
 
 
 @pytest.fixture

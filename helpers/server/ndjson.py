@@ -1,0 +1,123 @@
+"""NDJSON rendering and streaming: file lines filled with signed URLs, chunked into the response.
+
+A file's line template (:class:`~helpers.server.protocol.FileLineTemplate`) does not depend on the URL;
+the renderers here fill in the URL and expiry, and keep the rendered lines of one
+(snapshot, base URL, expiry, recipient) so a warm ``/query`` only joins cached strings.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from starlette.responses import StreamingResponse
+
+from helpers.server.protocol import FileLineTemplate
+
+__all__ = [
+    "NDJSON",
+    "RENDER_BATCH",
+    "Entry",
+    "EntrySet",
+    "LineRenderer",
+    "PresignedLineRenderer",
+    "chunked",
+    "ndjson_response",
+]
+
+NDJSON = "application/x-ndjson; charset=utf-8"
+RENDER_BATCH = 512
+"""Lines rendered per generator step (fewer round trips; the response chunks them)."""
+_CHUNK_BYTES = 256 * 1024
+
+Entry = tuple[dict[str, Any], FileLineTemplate, str, bytes]
+"""A file of a snapshot: its ``add`` action, its line template and its token's path part (text, ASCII)."""
+
+
+class LineRenderer:
+    """Fills file line templates with signed URLs for one (table version, base URL, expiry, recipient).
+
+    :param url_parts: (JSON text of the URL before the path part, text between it and the signature),
+        from :meth:`SharingService.file_url_parts`.
+    :param sign: the signature of a path part (:meth:`Signer.file_signer`).
+    :param exp_text: the expiry as text.
+    """
+
+    def __init__(
+        self, url_parts: tuple[str, str], sign: Callable[[bytes], str], exp_text: str
+    ) -> None:
+        self.head, self.tail = url_parts
+        self.sign = sign
+        self.exp_text = exp_text
+
+    def batch(self, entries: list[Entry], cache: list[str | None], indexes: Iterable[int]) -> str:
+        """The lines of ``entries[i]`` for ``i`` in ``indexes``, joined; rendered ones are kept in ``cache``."""
+        head, tail, sign, exp = self.head, self.tail, self.sign, self.exp_text
+        out: list[str] = []
+        append = out.append
+        for i in indexes:
+            line = cache[i]
+            if line is None:
+                _add, t, part, raw = entries[i]
+                url = f'{head}{part}{tail}{sign(raw)}"'
+                if t.url_first:
+                    line = f"{t.prefix}{url}{t.middle}{exp}{t.suffix}"
+                else:
+                    line = f"{t.prefix}{exp}{t.middle}{url}{t.suffix}"
+                cache[i] = line
+            append(line)
+        return "".join(out)
+
+
+class PresignedLineRenderer:
+    """Fills file line templates with an object store's pre-signed URLs (:meth:`SharingService.presigner`).
+
+    Nothing is cached: every response signs its URLs afresh (object-store tables in the lab are small).
+    """
+
+    def __init__(self, sign: Callable[[str], str], exp: int) -> None:
+        self.sign = sign
+        self.exp = exp
+
+    def batch(self, entries: list[Entry], cache: list[str | None], indexes: Iterable[int]) -> str:
+        """The lines of ``entries[i]`` for ``i`` in ``indexes``, joined (``cache`` is not used)."""
+        sign, exp = self.sign, self.exp
+        return "".join(entries[i][1].render(sign(entries[i][0]["path"]), exp) for i in indexes)
+
+
+class EntrySet:
+    """The cached file entries of one (snapshot, format, table) and their last rendered lines."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self.entries = entries
+        self._render_key: tuple[Any, ...] | None = None
+        self._rendered: list[str | None] = []
+        self._lock = threading.Lock()
+
+    def rendered(self, key: tuple[Any, ...]) -> list[str | None]:
+        """The line cache for ``key`` = (base URL, expiry, recipient); reset when the key changes."""
+        with self._lock:
+            if key != self._render_key:
+                self._render_key = key
+                self._rendered = [None] * len(self.entries)
+            return self._rendered
+
+
+def chunked(lines: Iterator[str]) -> Iterator[bytes]:
+    """Group NDJSON lines into ~256 KiB chunks: one thread hop per chunk, not per line."""
+    buf: list[str] = []
+    size = 0
+    for line in lines:
+        buf.append(line)
+        size += len(line)
+        if size >= _CHUNK_BYTES:
+            yield "".join(buf).encode()
+            buf, size = [], 0
+    if buf:
+        yield "".join(buf).encode()
+
+
+def ndjson_response(headers: dict[str, str], lines: Iterator[str]) -> StreamingResponse:
+    """A streamed NDJSON response of ``lines``."""
+    return StreamingResponse(chunked(lines), media_type=NDJSON, headers=headers)
