@@ -121,7 +121,8 @@ def build_lab(home: Path) -> Lab:
 
 
 def add_recipients(lab: Lab, count: int) -> None:
-    from helpers.catalog import Catalog, profile_dict, write_profile
+    from helpers.catalog import Catalog
+    from helpers.profiles import profile_dict, write_profile
 
     catalog = Catalog(lab.home / "catalog.db")
     for i in range(count):

@@ -1,8 +1,10 @@
-"""The lab home: where the catalog, the Delta tables, the server state and the profiles live.
+"""The lab home: where the catalog, the Delta tables, the server state and the profiles live (paths only).
 
 The lab home is resolved by :func:`resolve_home`: the explicit argument (``sharelab --home DIR``), else the
 environment variable ``SHARELAB_HOME``, else ``~/.sharelab``. ``run-demo.sh`` exports
 ``SHARELAB_HOME=<repo>/lab-home`` unless it is already set. The directory is created when missing.
+This module knows paths only (it imports nothing of the catalog): open the catalog with
+:func:`helpers.catalog.open_catalog`.
 
 Layout (see ``docs/design.md``)::
 
@@ -20,12 +22,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from helpers.exceptions import InvalidArgumentError
-
-if TYPE_CHECKING:  # imported lazily at run time: catalog imports pandas/deltalake
-    from helpers.catalog import Catalog
+from helpers.procs import pid_alive
 
 #: Environment variable naming the lab home.
 HOME_ENV = "SHARELAB_HOME"
@@ -48,27 +48,6 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
         )
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (zombies count as dead)."""
-    if pid <= 0:
-        return False
-    try:
-        import psutil
-
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except ImportError:  # pragma: no cover - psutil is a dependency, this is belt and braces
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    except Exception:  # psutil.NoSuchProcess, AccessDenied...
-        return False
 
 
 @dataclass(frozen=True)
@@ -123,7 +102,7 @@ class LabHome:
             pid = int(state.get("pid", 0))
         except (TypeError, ValueError):
             return None
-        return state if _pid_alive(pid) and self.server_lock_held() else None
+        return state if pid_alive(pid) and self.server_lock_held() else None
 
     def server_lock_held(self) -> bool:
         """Whether a live server holds ``server/server.lock``.
@@ -149,14 +128,3 @@ class LabHome:
             return False
         finally:
             os.close(fd)
-
-    def open_catalog(self) -> Catalog:
-        """Open (creating and migrating) this home's catalog."""
-        from helpers.catalog import Catalog
-
-        return Catalog(self.catalog_path)
-
-
-def open_catalog(home: str | os.PathLike[str] | None = None) -> Catalog:
-    """Open the catalog of the lab home ``home`` (see :func:`resolve_home`)."""
-    return LabHome.resolve(home).open_catalog()

@@ -24,7 +24,8 @@ from typing import Any
 import requests
 
 from helpers.exceptions import ServerError
-from helpers.home import LabHome, _pid_alive
+from helpers.home import LabHome
+from helpers.procs import free_port, pid_alive
 
 DEFAULT_PORT = 8888
 
@@ -40,7 +41,7 @@ def status(home: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
         state = json.loads(_state_file(lab).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(state, dict) or not _pid_alive(int(state.get("pid", 0))):
+    if not isinstance(state, dict) or not pid_alive(int(state.get("pid", 0))):
         return None
     return state
 
@@ -64,9 +65,7 @@ def _pick_port(host: str, port: int | None) -> int:
     for candidate in range(DEFAULT_PORT, DEFAULT_PORT + 20):
         if _port_free(host, candidate):
             return candidate
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    return free_port(host)
 
 
 def _log_tail(path: Path, lines: int = 15) -> str:
@@ -102,55 +101,10 @@ def start(
     if not root.is_dir():
         raise ServerError(f"notebook directory {root} does not exist; pass --notebook-dir DIR")
     log_path = lab.jupyter_dir / "jupyter.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        f"--ServerApp.ip={host}",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--ServerApp.root_dir={root}",
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:  # e.g. inside the Docker image
-        cmd.append("--ServerApp.allow_root=True")
-    env = dict(os.environ, JUPYTER_TOKEN=token, SHARELAB_HOME=str(lab.path))
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=root,
-            start_new_session=True,
-        )
+    proc = _launch(lab, host, port, token, root, log_path)
     local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = f"http://{local}:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise ServerError(
-                f"JupyterLab exited with status {proc.returncode}; log {log_path}:\n"
-                f"{_log_tail(log_path)}"
-            )
-        try:
-            if (
-                requests.get(
-                    f"{base}/api/status", headers={"Authorization": f"token {token}"}, timeout=2
-                ).status_code
-                == 200
-            ):
-                break
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            _terminate(proc.pid)
-            raise ServerError(
-                f"JupyterLab did not answer within {timeout:.0f} s; log {log_path}:\n"
-                f"{_log_tail(log_path)}"
-            )
-        time.sleep(0.3)
+    _wait_ready(proc, base, token, log_path, timeout)
     state = {
         "pid": proc.pid,
         "host": host,
@@ -169,6 +123,65 @@ def start(
     return state
 
 
+def _launch(
+    lab: LabHome, host: str, port: int, token: str, root: Path, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """Start JupyterLab in its own session (so :func:`_terminate` stops it with its kernels)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        f"--ServerApp.ip={host}",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root}",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # e.g. inside the Docker image
+        cmd.append("--ServerApp.allow_root=True")
+    env = dict(os.environ, JUPYTER_TOKEN=token, SHARELAB_HOME=str(lab.path))
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=root,
+            start_new_session=True,
+        )
+
+
+def _wait_ready(
+    proc: subprocess.Popen[bytes], base: str, token: str, log_path: Path, timeout: float
+) -> None:
+    """Poll ``/api/status`` until JupyterLab answers; stop it and raise when it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise ServerError(
+                f"JupyterLab exited with status {proc.returncode}; log {log_path}:\n"
+                f"{_log_tail(log_path)}"
+            )
+        try:
+            if (
+                requests.get(
+                    f"{base}/api/status", headers={"Authorization": f"token {token}"}, timeout=2
+                ).status_code
+                == 200
+            ):
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            _terminate(proc.pid)
+            raise ServerError(
+                f"JupyterLab did not answer within {timeout:.0f} s; log {log_path}:\n"
+                f"{_log_tail(log_path)}"
+            )
+        time.sleep(0.3)
+
+
 def _terminate(pid: int, grace: float = 10.0) -> None:
     """Stop the process group we started (JupyterLab and its kernels)."""
     try:
@@ -185,7 +198,7 @@ def _terminate(pid: int, grace: float = 10.0) -> None:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             break
         time.sleep(0.2)
     else:

@@ -3,7 +3,7 @@
 Profiles are version-1 Delta Sharing profile files written with mode 0600. The clear token is written to the
 profile only and never printed. Token lifetime defaults to 30 days
 (:data:`helpers.catalog.DEFAULT_TOKEN_LIFETIME_SECONDS`, or ``$SHARELAB_TOKEN_LIFETIME_SECONDS``).
-The endpoint defaults to the running server's (``server/server.json`` of the lab home), else
+Issuing goes through :func:`helpers.profiles.issue_profile`. The endpoint defaults to the running server's (``server/server.json`` of the lab home), else
 :data:`DEFAULT_ENDPOINT`.
 """
 
@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from helpers.catalog import IssuedToken, profile_dict, validate_endpoint, write_profile
+from helpers.catalog import IssuedToken, open_catalog, validate_endpoint
 from helpers.exceptions import InvalidArgumentError
 from helpers.home import LabHome
+from helpers.profiles import issue_profile, profile_dict, write_profile
 
 #: Endpoint written into profiles when no server is running and ``--endpoint`` is not given.
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080/delta-sharing/"
@@ -50,6 +51,7 @@ def _out_path(home: LabHome, recipient: str, out: str | None) -> Path:
 
 
 def _write(home: LabHome, issued: IssuedToken, out: Path, endpoint: str | None) -> Path:
+    """A rotated token's profile (a rotation is not an issue: :func:`issue_profile` does not apply)."""
     profile = profile_dict(endpoint or default_endpoint(home), issued)
     return write_profile(out, profile)
 
@@ -58,18 +60,19 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     home = LabHome.resolve(args.home)
     if args.lifetime is not None and args.lifetime <= 0:
         raise InvalidArgumentError("--lifetime must be at least 1 second")
-    catalog = home.open_catalog()
+    catalog = open_catalog(home)
     recipient = catalog.get_recipient(args.recipient)  # clear NotFoundError before any token exists
     out = _out_path(home, recipient.name, args.out)
     if out.is_dir():
         raise InvalidArgumentError(
             f"--out {out} is a directory; give a file name such as {out}/{recipient.name}.share"
         )
-    # Validate the endpoint before issuing, so a bad URL leaves no orphan token behind.
+    # issue_profile validates the endpoint before issuing, so a bad URL leaves no orphan token behind
     endpoint = args.endpoint or default_endpoint(home)
-    validate_endpoint(endpoint)
-    issued = catalog.issue_token(recipient.name, args.lifetime)
-    path = _write(home, issued, out, endpoint)
+    result = issue_profile(
+        catalog, recipient.name, endpoint, out=out, lifetime_seconds=args.lifetime
+    )
+    issued, path = result.token, result.path
     print(
         f"wrote profile for {recipient.name} to {path} (token {issued.info.prefix}..., "
         f"expires {issued.info.expires_at:%Y-%m-%d %H:%M:%S} UTC, endpoint {endpoint})"
@@ -79,7 +82,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 def _cmd_rotate(args: argparse.Namespace) -> int:
     home = LabHome.resolve(args.home)
-    catalog = home.open_catalog()
+    catalog = open_catalog(home)
     recipient = catalog.get_recipient(args.recipient)
     out = _out_path(home, recipient.name, args.out)
     if out.is_dir():
@@ -97,7 +100,7 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
 
 
 def _cmd_revoke(args: argparse.Namespace) -> int:
-    catalog = LabHome.resolve(args.home).open_catalog()
+    catalog = open_catalog(args.home)
     recipient = catalog.get_recipient(args.recipient)
     count = catalog.revoke_tokens(recipient.name)
     print(f"revoked {count} token(s) of {recipient.name}; its profiles stop working now")
@@ -105,7 +108,7 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    catalog = LabHome.resolve(args.home).open_catalog()
+    catalog = open_catalog(args.home)
     recipient = catalog.get_recipient(args.recipient)
     tokens = catalog.list_tokens(recipient.name)
     if not tokens:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -9,16 +10,17 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from helpers import catalog as catalog_mod
 from helpers.catalog import (
     AUDIT_COLUMNS,
     SCHEMA_VERSION,
     AuditEvent,
     Catalog,
     PartitionClause,
+    open_catalog,
     parse_delta_path,
     validate_name,
 )
+from helpers.catalog import tokens as tokens_mod
 from helpers.exceptions import (
     AlreadyExistsError,
     InvalidArgumentError,
@@ -28,7 +30,7 @@ from helpers.exceptions import (
     SharelabError,
     TokenError,
 )
-from helpers.home import LabHome, open_catalog, resolve_home
+from helpers.home import LabHome, resolve_home
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +71,38 @@ def dump(cat: Catalog) -> list[str]:
 
 
 # ---------------------------------------------------------------- home
+
+
+def test_procs_pid_port_and_spawn(tmp_path: Path) -> None:
+    import socket
+    import sys
+
+    from helpers.exceptions import ServerError
+    from helpers.procs import free_port, pid_alive, spawn_and_wait
+
+    assert pid_alive(os.getpid()) and not pid_alive(0) and not pid_alive(2**22 + 12345)
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # really free
+    marker = tmp_path / "ready"
+    log = tmp_path / "logs" / "child.log"
+    code = (
+        f"import pathlib, time; print('up'); pathlib.Path({str(marker)!r}).touch(); time.sleep(60)"
+    )
+    proc = spawn_and_wait([sys.executable, "-c", code], ready=marker.exists, timeout=30, log=log)
+    try:
+        assert pid_alive(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert "up" in log.read_text()
+    with pytest.raises(ServerError, match="exited with code 3"):
+        spawn_and_wait(
+            [sys.executable, "-c", "print('boom'); raise SystemExit(3)"],
+            ready=lambda: False,
+            timeout=30,
+            log=log,
+        )
 
 
 def test_resolve_home_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -250,6 +284,23 @@ def test_empty_schema_entry_is_listed(cat: Catalog) -> None:
     cat.add_schema_to_share("s", "airline.operations_domain")
     assert cat.shared_tables("s") == []
     assert cat.shared_schemas("s") == ["operations_domain"]
+
+
+def test_set_comment_on_shares_and_recipients(cat: Catalog) -> None:
+    cat.create_share("s", comment="old")
+    cat.create_recipient("r")
+    cat.set_comment("share", "S", "new text")
+    cat.set_comment("recipient", "r", "a reader")
+    assert cat.get_share("s").comment == "new text"
+    assert cat.get_recipient("r").comment == "a reader"
+    cat.set_comment("share", "s", None)  # NULL removes it
+    assert cat.get_share("s").comment is None
+    with pytest.raises(NotFoundError):
+        cat.set_comment("share", "missing", "x")
+    with pytest.raises(InvalidArgumentError, match="SHARE or RECIPIENT"):
+        cat.set_comment("table", "s", "x")
+    with pytest.raises(InvalidArgumentError):
+        cat.set_comment("share", "s", 42)  # type: ignore[arg-type]
 
 
 def test_table_entries_alias_comment_history(airline: Catalog) -> None:
@@ -632,7 +683,7 @@ def test_failure_inside_a_transaction_rolls_back(
     def boom(*_args: object, **_kwargs: object) -> str:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(catalog_mod.secrets, "token_urlsafe", boom)
+    monkeypatch.setattr(tokens_mod.secrets, "token_urlsafe", boom)
     with pytest.raises(RuntimeError):
         cat.redeem_activation(code)
     monkeypatch.undo()

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from helpers.catalog import AuditEvent, Catalog
+from helpers.catalog.rows import recipient_row
 
 REPO = Path(__file__).resolve().parent.parent
 ROUNDS = 120
@@ -127,8 +128,8 @@ def test_reader_sees_consistent_snapshots_while_writer_commits(lab_home: Path) -
         for i in range(60):
             name, sid = f"s{i}", f"id{i}"
 
-            def body(conn, name=name, sid=sid):  # share + grant in one _write transaction
-                Catalog._recipient_row(conn, "r")
+            def body(conn, name=name, sid=sid):  # share + grant in one write transaction
+                recipient_row(conn, "r")
                 conn.execute(
                     "INSERT INTO shares (id, name, created_at) VALUES (?, ?, 0)", (sid, name)
                 )
@@ -138,7 +139,7 @@ def test_reader_sees_consistent_snapshots_while_writer_commits(lab_home: Path) -
                     (sid,),
                 )
 
-            cat._write(body)
+            cat.db.write(body)
         # on a loaded machine the reader may not have been scheduled yet: let it look at least once
         deadline = time.monotonic() + 30
         while not seen and time.monotonic() < deadline:

@@ -13,23 +13,23 @@ from pathlib import Path
 
 import pytest
 
-from helpers import catalog as catalog_mod
+from helpers import profiles as profiles_mod
 from helpers.catalog import (
     DEFAULT_TOKEN_LIFETIME_SECONDS,
     MAX_LIVE_TOKENS,
     Catalog,
     hash_token,
-    profile_dict,
-    write_profile,
 )
+from helpers.catalog import clock as clock_mod
 from helpers.cli import main as cli_main
 from helpers.exceptions import InvalidArgumentError, NotFoundError, TokenError
+from helpers.profiles import issue_profile, profile_dict, write_profile
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 class Clock:
-    """A controllable replacement for ``helpers.catalog._now``."""
+    """A controllable replacement for ``helpers.catalog.clock.now``."""
 
     def __init__(self, start: float = 1_800_000_000.0) -> None:
         self.t = start
@@ -44,7 +44,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
-    monkeypatch.setattr(catalog_mod, "_now", c)
+    monkeypatch.setattr(clock_mod, "now", c)
     return c
 
 
@@ -237,6 +237,37 @@ def test_new_activation_replaces_the_pending_one(cat: Catalog) -> None:
     cat.redeem_activation(second)
 
 
+def test_rotate_activation_caps_live_tokens_and_replaces_the_code(
+    cat: Catalog, clock: Clock
+) -> None:
+    live = cat.issue_token("sales_team", lifetime_seconds=3600)
+    short = cat.issue_token("sales_team", lifetime_seconds=10)
+    first = cat.create_activation("sales_team")
+    code = cat.rotate_activation("SALES_TEAM", expire_existing_in_seconds=60)
+    assert code != first and cat.activation_pending("sales_team")
+    with pytest.raises(TokenError):
+        cat.redeem_activation(first)  # the pending code was replaced
+    expiries = {t.id: t.expires_at.timestamp() for t in cat.list_tokens("sales_team")}
+    assert expiries[live.info.id] == clock.t + 60  # capped at now + 60 s
+    assert expiries[short.info.id] == clock.t + 10  # never extended
+    clock.advance(61)
+    assert cat.authenticate(live.token) is None
+    _, issued = cat.redeem_activation(code)
+    assert cat.authenticate(issued.token) is not None
+
+
+def test_rotate_activation_without_expiry_keeps_tokens(cat: Catalog) -> None:
+    token = cat.issue_token("sales_team")
+    code = cat.rotate_activation("sales_team")
+    assert cat.list_tokens("sales_team")[0].expires_at == token.info.expires_at
+    assert cat.authenticate(token.token) is not None
+    cat.redeem_activation(code)
+    with pytest.raises(InvalidArgumentError):
+        cat.rotate_activation("sales_team", expire_existing_in_seconds=-1)
+    with pytest.raises(NotFoundError):
+        cat.rotate_activation("nobody")
+
+
 def test_concurrent_redeem_succeeds_once(cat: Catalog) -> None:
     code = cat.create_activation("sales_team")
     results: list[str] = []
@@ -297,6 +328,32 @@ def test_write_profile_mode_0600(cat: Catalog, tmp_path: Path) -> None:
         write_profile(tmp_path, {})
 
 
+def test_issue_profile_issues_and_writes_once(cat: Catalog, tmp_path: Path) -> None:
+    endpoint = "http://127.0.0.1:8080/delta-sharing/"
+    result = issue_profile(
+        cat, "sales_team", endpoint, out=tmp_path / "p.share", lifetime_seconds=60
+    )
+    assert result.path == (tmp_path / "p.share").resolve()
+    assert stat.S_IMODE(result.path.stat().st_mode) == 0o600
+    assert (
+        json.loads(result.path.read_text())
+        == result.profile
+        == profile_dict(endpoint, result.token)
+    )
+    assert cat.authenticate(result.token.token) is not None
+    in_memory = issue_profile(cat, "sales_team", endpoint)
+    assert in_memory.path is None and in_memory.profile["bearerToken"] == in_memory.token.token
+    # a bad endpoint or a directory as out: checked before any token exists
+    before = len(cat.list_tokens("sales_team"))
+    with pytest.raises(InvalidArgumentError, match="endpoint"):
+        issue_profile(cat, "sales_team", "ftp://nope")
+    with pytest.raises(InvalidArgumentError, match="directory"):
+        issue_profile(cat, "sales_team", endpoint, out=tmp_path)
+    with pytest.raises(NotFoundError):
+        issue_profile(cat, "nobody", endpoint)
+    assert len(cat.list_tokens("sales_team")) == before
+
+
 def test_write_profile_creates_file_with_0600(
     cat: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -309,7 +366,7 @@ def test_write_profile_creates_file_with_0600(
             modes.append(mode)
         return real_open(path, flags, mode, *args, **kwargs)
 
-    monkeypatch.setattr(catalog_mod.os, "open", spy)
+    monkeypatch.setattr(profiles_mod.os, "open", spy)
     write_profile(tmp_path / "x.share", {"a": 1})
     assert modes == [0o600]
 

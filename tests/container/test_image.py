@@ -30,7 +30,8 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from conftest import free_port
+
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -46,13 +47,14 @@ pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)
 # profile for the running server's endpoint. Run as is in the provider container and locally.
 PROVIDER_SETUP = r"""
 import json
-from helpers.catalog import profile_dict, write_profile
+from helpers.profiles import profile_dict, write_profile
 from helpers.datagen import generate
+from helpers.catalog import open_catalog
 from helpers.home import LabHome
 
 lab = LabHome.resolve()
 summary = generate("airline", scale="small", seed=42, progress=False)
-cat = lab.open_catalog()
+cat = open_catalog(lab)
 cat.create_share("container_check")
 for t in summary.tables:
     cat.add_table_to_share("container_check", f"airline.{t.schema}.{t.table}")

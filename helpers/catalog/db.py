@@ -1,0 +1,390 @@
+"""The one SQLite layer of ``catalog.db``: connection policy, pooling, transactions, retries, migrations.
+
+The catalog and the mesh (and the sharing server's threads, notebooks and CLI processes) use the same file
+at once. Every connection gets the same policy: WAL, a ``busy_timeout``, ``foreign_keys`` on and
+``synchronous = NORMAL``. Every write is one ``BEGIN IMMEDIATE`` transaction retried as a whole with backoff
+(up to :data:`WRITE_RETRY_SECONDS`) while SQLite reports the database busy or locked, so "database is
+locked" never reaches the caller; a failed call rolls back and leaves the file unchanged.
+
+Connections are borrowed from a small pool for one transaction and given back at its end; at most
+``max_idle`` idle connections are kept, the rest are closed. So a thread that goes away (the server's worker
+threads come and go) leaves no connection behind, and the number of open connections is bounded by the
+number of transactions running at once plus ``max_idle``.
+
+Transactions are re-entrant per thread: a ``write``/``read``/``transaction`` called on a thread that is
+already inside a write transaction of the same :class:`Database` joins it (inside a ``SAVEPOINT``, so a failed
+inner call is undone alone, and no nested commit), so "grant + mesh rows" can be one atomic transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from helpers.exceptions import SharelabError
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "MAX_IDLE_CONNECTIONS",
+    "WRITE_RETRY_SECONDS",
+    "Database",
+    "Migration",
+    "is_busy",
+]
+
+#: How long a write keeps retrying when the database is busy before giving up.
+WRITE_RETRY_SECONDS = 30.0
+#: SQLite's own wait per attempt (``PRAGMA busy_timeout``), in milliseconds.
+BUSY_TIMEOUT_MS = 5000
+#: Idle connections a :class:`Database` keeps for reuse; more are closed when given back.
+MAX_IDLE_CONNECTIONS = 4
+#: The component whose version is the file's ``PRAGMA user_version`` (catalog files predate components).
+USER_VERSION_COMPONENT = "catalog"
+#: Table holding the schema version of every other component.
+COMPONENTS_TABLE = "schema_components"
+
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_T = TypeVar("_T")
+
+#: A migration step: ``migrations[n]`` brings a component from version n-1 to n.
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether ``exc`` is SQLite's "database is busy/locked" (worth retrying), not a real error."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return True
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+@dataclass
+class _Borrowed:
+    """A pooled connection and the pool generation it was opened in (``close()`` starts a new one)."""
+
+    conn: sqlite3.Connection
+    generation: int
+
+
+@dataclass
+class _Tx:
+    """The transaction running on this thread: joined by nested calls."""
+
+    conn: sqlite3.Connection
+    write: bool
+    savepoints: int = 0
+
+
+class Database:
+    """One SQLite file with the connection, transaction and retry policy above.
+
+    :param path: the SQLite file; created with mode 0600 when missing (its ``-wal`` and ``-shm`` files get
+        the same mode from SQLite).
+    :param max_idle: idle connections kept for reuse.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, max_idle: int = MAX_IDLE_CONNECTIONS
+    ) -> None:
+        self.path = Path(path)
+        self.max_idle = max_idle
+        self._lock = threading.Lock()
+        self._idle: list[_Borrowed] = []
+        self._open = 0
+        self._generation = 0
+        self._pid = os.getpid()
+        self._local = threading.local()
+        _create_private(self.path)
+
+    def __repr__(self) -> str:
+        return f"Database({str(self.path)!r})"
+
+    # -- the pool --------------------------------------------------------------------------------
+
+    @property
+    def open_connections(self) -> int:
+        """Connections of this process open now (idle in the pool plus borrowed by transactions)."""
+        with self._lock:
+            self._check_fork()
+            return self._open
+
+    @property
+    def idle_connections(self) -> int:
+        """Connections idle in the pool now."""
+        with self._lock:
+            self._check_fork()
+            return len(self._idle)
+
+    def close(self) -> None:
+        """Close the idle connections; borrowed ones are closed when given back. The object stays usable."""
+        with self._lock:
+            self._check_fork()
+            idle, self._idle = self._idle, []
+            self._generation += 1
+            self._open -= len(idle)
+        for item in idle:
+            _close_quietly(item.conn)
+
+    def _check_fork(self) -> None:
+        # A forked child must not touch its parent's connections (not even close them): forget them.
+        if os.getpid() != self._pid:
+            self._pid = os.getpid()
+            self._idle = []
+            self._open = 0
+            self._generation += 1
+            self._local = threading.local()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _borrow(self) -> _Borrowed:
+        with self._lock:
+            self._check_fork()
+            if self._idle:
+                return self._idle.pop()
+            self._open += 1
+            generation = self._generation
+        try:
+            return _Borrowed(self._connect(), generation)
+        except BaseException:
+            with self._lock:
+                self._open -= 1
+            raise
+
+    def _give_back(self, item: _Borrowed) -> None:
+        if item.conn.in_transaction:  # never pool a connection with an open transaction
+            try:
+                item.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        with self._lock:
+            if os.getpid() != self._pid:
+                return  # borrowed before a fork: the parent's, not ours
+            if item.generation == self._generation and len(self._idle) < self.max_idle:
+                self._idle.append(item)
+                return
+            self._open -= 1
+        _close_quietly(item.conn)
+
+    # -- transactions ----------------------------------------------------------------------------
+
+    def _current(self) -> _Tx | None:
+        if os.getpid() != self._pid:
+            return None
+        tx: _Tx | None = getattr(self._local, "tx", None)
+        return tx
+
+    def _retry(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` again with backoff while SQLite reports busy, up to :data:`WRITE_RETRY_SECONDS`."""
+        deadline = time.monotonic() + WRITE_RETRY_SECONDS
+        delay = 0.005
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc) or time.monotonic() >= deadline:
+                    if is_busy(exc):
+                        raise SharelabError(
+                            f"the catalog {self.path} stayed busy for {WRITE_RETRY_SECONDS:.0f} s; "
+                            "another process holds it, try again or stop that process"
+                        ) from exc
+                    raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.25)
+
+    def _joined(self, tx: _Tx, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` inside the thread's write transaction, in a savepoint (undone alone if it fails)."""
+        tx.savepoints += 1
+        name = f"nested_{tx.savepoints}"
+        tx.conn.execute(f"SAVEPOINT {name}")
+        try:
+            result = fn(tx.conn)
+        except BaseException:
+            tx.conn.execute(f"ROLLBACK TO {name}")
+            tx.conn.execute(f"RELEASE {name}")
+            raise
+        finally:
+            tx.savepoints -= 1
+        tx.conn.execute(f"RELEASE {name}")
+        return result
+
+    def _attempt(self, fn: Callable[[sqlite3.Connection], _T], *, write: bool) -> _T:
+        item = self._borrow()
+        conn = item.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            self._local.tx = _Tx(conn, write)
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._local.tx = None
+            return result
+        finally:
+            self._give_back(item)
+
+    def write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction, retried as a whole while the file is busy.
+
+        Inside a write transaction of this thread, ``fn`` joins it instead (no retry, no own commit).
+        """
+        tx = self._current()
+        if tx is not None:
+            if not tx.write:
+                raise RuntimeError("a catalog write cannot run inside a read transaction")
+            return self._joined(tx, fn)
+        return self._retry(lambda: self._attempt(fn, write=True))
+
+    def read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` in one read transaction (a consistent snapshot under WAL); joins the current one."""
+        tx = self._current()
+        if tx is not None:
+            return fn(tx.conn)
+        return self._retry(lambda: self._attempt(fn, write=False))
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction as a context manager: committed at the end, rolled back on an exception.
+
+        Every catalog (or mesh) call made inside it on this thread joins it. Only taking the write lock is
+        retried while busy: the body runs once.
+        """
+        tx = self._current()
+        if tx is not None:
+            if not tx.write:
+                raise RuntimeError("a catalog write cannot run inside a read transaction")
+            # join in a savepoint, like a nested write()
+            tx.savepoints += 1
+            name = f"nested_{tx.savepoints}"
+            tx.conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield tx.conn
+            except BaseException:
+                tx.conn.execute(f"ROLLBACK TO {name}")
+                tx.conn.execute(f"RELEASE {name}")
+                raise
+            finally:
+                tx.savepoints -= 1
+            tx.conn.execute(f"RELEASE {name}")
+            return
+        item = self._borrow()
+        conn = item.conn
+        try:
+            self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+            self._local.tx = _Tx(conn, True)
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._local.tx = None
+        finally:
+            self._give_back(item)
+
+    # -- schema versions -------------------------------------------------------------------------
+
+    def schema_version(self, component: str) -> int:
+        """The version of ``component``'s tables in this file (0 when never created)."""
+        return self.read(lambda conn: _get_version(conn, component))
+
+    def ensure_schema(self, component: str, migrations: Mapping[int, Migration]) -> int:
+        """Bring ``component`` to the newest version of ``migrations``, one step at a time, in one transaction.
+
+        ``migrations[n]`` upgrades from version n-1 to n. Already current: nothing is written. Returns the
+        version. :raises SharelabError: when the file is newer than ``migrations`` knows.
+        """
+        latest = max(migrations, default=0)
+
+        def check(version: int) -> int:
+            if version > latest:
+                raise SharelabError(
+                    f"the {component} schema of {self.path} has version {version}, newer than this "
+                    f"sharelab ({latest}); upgrade sharelab or use another --home"
+                )
+            return version
+
+        if check(self.schema_version(component)) == latest:
+            return latest
+
+        def step(conn: sqlite3.Connection) -> int:
+            version = check(_get_version(conn, component))  # re-read under the write lock
+            while version < latest:
+                migrations[version + 1](conn)
+                version += 1
+                _set_version(conn, component, version)
+            return version
+
+        return self.write(step)
+
+
+def _get_version(conn: sqlite3.Connection, component: str) -> int:
+    if component == USER_VERSION_COMPONENT:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (COMPONENTS_TABLE,)
+    ).fetchone()
+    if has_table is None:
+        return 0
+    row = conn.execute(
+        f"SELECT version FROM {COMPONENTS_TABLE} WHERE component = ?", (component,)
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _set_version(conn: sqlite3.Connection, component: str, version: int) -> None:
+    if component == USER_VERSION_COMPONENT:
+        conn.execute(f"PRAGMA user_version = {int(version)}")
+        return
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {COMPONENTS_TABLE} "
+        "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+    )
+    conn.execute(
+        f"INSERT OR REPLACE INTO {COMPONENTS_TABLE} (component, version) VALUES (?, ?)",
+        (component, int(version)),
+    )
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 when missing (SQLite gives its -wal/-shm files the same mode)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:  # exists already, or cannot be created: SQLite reports the latter itself
+        return
+    os.close(fd)
+
+
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass
