@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # sharelab: one command to set up and run the offline Delta Sharing teaching lab.
-# Usage: ./run-demo.sh [open|batch|test|stop|status|--help] [options]
+# Usage: ./run-demo.sh [open|workshop|batch|test|stop|status|--help] [options]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,13 +19,23 @@ Commands:
                   Docker or podman engine is available (--local forces the virtual
                   environment), otherwise in .venv/. Starts the provider server and
                   JupyterLab on 127.0.0.1 with token auth and prints the URL.
-                  --lan publishes on every interface (workshop mode, instructor only).
+                  --lan: workshop mode (instructor only): the provider listens on every
+                  interface over HTTPS (a lab CA made once per lab home; its SHA-256
+                  fingerprint is printed for attendees to check; SHARELAB_TLS=0 for plain
+                  HTTP); JupyterLab stays on 127.0.0.1.
+  workshop        The hub route (root): the provider over TLS on every interface, JupyterLab
+                  on 127.0.0.1 and a JupyterHub over TLS on HUB_PORT (default 8000) with one
+                  OS user and JupyterLab per attendee (idle servers culled after an hour;
+                  options of `sharelab workshop hub start` may follow). Then
+                  `sharelab workshop hub add NAME...` prints each attendee's join code.
   batch           Execute every notebook and lab solution in order with papermill and
                   write the executed notebooks plus summary.html to runs/<timestamp>/.
                   Options are passed on: -p NAME VALUE (e.g. -p scale medium -p seed 7),
                   -f params.yaml, --only PATTERN, --out DIR.
-  test            Create .venv/ if missing and run the whole test suite (pytest args
-                  may follow, e.g. ./run-demo.sh test -k catalog).
+  test            Create .venv/ if missing and run the whole test suite, including the
+                  static checks of helpers/ (ruff check, ruff format --check, mypy:
+                  tests/test_static.py). pytest args may follow, e.g.
+                  ./run-demo.sh test -k catalog.
   stop            Stop the provider server and JupyterLab (or the containers).
   status          Show what is running.
   --help          This text.
@@ -58,6 +68,25 @@ ensure_venv() {
   echo "$want" >"$stamp"
 }
 
+# The hub route's extra pieces: JupyterHub in .venv, the proxy from npm in hub/, and .hub-venv, the
+# attendees' environment on a Python every OS user can run (.venv's may live under root's home).
+ensure_hub() {
+  "$PY" -m pip install --quiet -c "$ROOT/constraints.txt" -e "$ROOT[hub]"
+  if [[ ! -x "$ROOT/hub/node_modules/.bin/configurable-http-proxy" ]]; then
+    command -v npm >/dev/null 2>&1 || { echo "error: npm is needed for the hub's proxy (apt-get install npm)" >&2; exit 1; }
+    npm install --prefix "$ROOT/hub" --no-audit --no-fund --silent
+  fi
+  local hv="$ROOT/.hub-venv" want
+  want="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
+  if [[ ! -f "$hv/.sharelab-stamp" || "$(cat "$hv/.sharelab-stamp")" != "$want" ]]; then
+    local base="${HUB_PYTHON:-/usr/bin/python3}"
+    echo "==> making $hv for the attendees' servers (from $base)"
+    "$base" -m venv "$hv"
+    "$hv/bin/pip" install --quiet -c "$ROOT/constraints.txt" -e "$ROOT[hub]"
+    echo "$want" >"$hv/.sharelab-stamp"
+  fi
+}
+
 engine() {
   if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then echo docker; return; fi
   if command -v podman >/dev/null 2>&1 && podman info >/dev/null 2>&1; then echo podman; return; fi
@@ -66,16 +95,19 @@ engine() {
 
 open_local() {
   ensure_venv
-  local host=127.0.0.1 public=()
+  local host=127.0.0.1 public=() tls=()
   if [[ "${LAN:-0}" == 1 ]]; then
-    # workshop mode: listen on every interface and hand out profiles with the LAN address
+    # workshop mode: only the provider listens on every interface, over TLS (a lab CA made once per
+    # lab home; its fingerprint is printed), and hands out https profiles with the LAN address.
+    # The instructor's JupyterLab (a provider kernel, terminals) stays on 127.0.0.1.
     host=0.0.0.0
-    local ip
+    local ip scheme=https
+    [[ "${SHARELAB_TLS:-1}" == 0 ]] && scheme=http || tls=(--tls)
     ip="$(hostname -I 2>/dev/null | awk '{print $1}')"
-    [[ -n "$ip" ]] && public=(--public-url "http://$ip:${SHARELAB_PORT:-8080}")
+    [[ -n "$ip" ]] && public=(--public-url "$scheme://$ip:${SHARELAB_PORT:-8080}")
   fi
-  "$PY" -m helpers start --host "$host" ${SHARELAB_PORT:+--port "$SHARELAB_PORT"} "${public[@]}"
-  "$PY" -m helpers jupyter start --host "$host" --notebook-dir "$ROOT"
+  "$PY" -m helpers start --host "$host" ${SHARELAB_PORT:+--port "$SHARELAB_PORT"} "${public[@]}" "${tls[@]}"
+  "$PY" -m helpers jupyter start --host 127.0.0.1 --notebook-dir "$ROOT"
 }
 
 cmd="${1:-open}"
@@ -83,6 +115,22 @@ case "$cmd" in
   --local|--lan) cmd=open ;;  # options of the default command
   *) [[ $# -gt 0 ]] && shift ;;
 esac
+
+# PostgreSQL and nginx from Debian's packages for the catalog-backend and replica tests (issue 20): installed
+# on root machines with apt-get when missing; elsewhere those tests skip and say why.
+ensure_test_services() {
+  local need=()
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || need+=(postgresql)
+  command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx-light)
+  if [[ ${#need[@]} -gt 0 && "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    echo "installing ${need[*]} for the tests (apt-get)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q "${need[@]}" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${need[@]}" >/dev/null 2>&1; } \
+      || echo "could not install ${need[*]}: those tests will skip" >&2
+  fi
+}
+
 case "$cmd" in
   -h|--help|help) usage ;;
   open)
@@ -100,6 +148,17 @@ case "$cmd" in
     fi
     LAN="$LAN" open_local
     ;;
+  workshop)
+    # the hub route: provider over TLS on every interface, the instructor's JupyterLab on 127.0.0.1,
+    # and a JupyterHub (one OS user and JupyterLab per attendee); needs root to make the OS users
+    if [[ "$(id -u)" != 0 ]]; then echo "error: ./run-demo.sh workshop makes OS users: run it as root" >&2; exit 1; fi
+    ensure_venv
+    ensure_hub
+    LAN=1 open_local
+    ip="$(hostname -I 2>/dev/null | awk '{print $1}')"
+    "$PY" -m helpers workshop hub start --port "${HUB_PORT:-8000}" ${ip:+--public-host "$ip"} "$@"
+    echo "==> add attendees: $PY -m helpers workshop hub add NAME... (or --csv roster.csv); board: $PY -m helpers workshop board"
+    ;;
   batch)
     ensure_venv
     exec "$PY" -m helpers batch "$@"
@@ -108,7 +167,8 @@ case "$cmd" in
     ensure_venv
     cd "$ROOT"
     # The suite gives each test its own lab home; keep the user's lab out of it.
-    unset SHARELAB_HOME
+    unset SHARELAB_HOME SHARELAB_CATALOG_URL
+    ensure_test_services
     exec "$PY" -m pytest "$@"
     ;;
   stop)

@@ -21,10 +21,13 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from helpers.exceptions import InvalidArgumentError, NotFoundError, SharelabError
 from helpers.notebook import REPO_ROOT, collect_key_figures, server_port
+
+if TYPE_CHECKING:
+    from helpers.home import LabHome
 
 
 @dataclass
@@ -170,8 +173,6 @@ def run_batch(
     :param in_place: write the executed notebooks over their sources: the reference run whose outputs are
         committed (and compared by nbval). Parameters are refused, so the reference uses the defaults.
     """
-    import papermill
-
     from helpers.home import LabHome
 
     parameters = dict(parameters or {})
@@ -196,14 +197,7 @@ def run_batch(
     if port:
         os.environ["SHARELAB_PORT"] = str(port)
 
-    server_started = False
-    if lab.server_state() is None:
-        from helpers import server
-
-        state = server.start(lab.path, host="127.0.0.1", port=server_port(port))
-        server_started = True
-        if echo:
-            print(f"started the provider server: {state.get('endpoint') or state.get('port')}")
+    server_started = _start_server_if_none(lab, port, echo)
 
     runs = [
         NotebookRun(
@@ -224,32 +218,8 @@ def run_batch(
             Path(run.output).parent.mkdir(parents=True, exist_ok=True)
             if echo:
                 print(f"[{i}/{len(runs)}] {run.notebook} ", end="", flush=True)
-            start = time.monotonic()
-            try:
-                # Kernels inherit fd 2; their start-up chatter goes to a log file, not the terminal.
-                with _stderr_to(out_dir / "kernels.log"):
-                    nb = papermill.execute_notebook(
-                        str(path),
-                        run.output,
-                        parameters=run.parameters,
-                        cwd=str(path.parent),
-                        progress_bar=False,
-                        execution_timeout=timeout,
-                        kernel_name=kernel_name,
-                    )
-                run.status = "ok"
-                run.key_figures = collect_key_figures(nb)
-            except Exception as exc:  # papermill raises PapermillExecutionError and friends
-                run.status = "failed"
-                run.error = _error_text(exc)
-                failed = True
-                try:
-                    import nbformat
-
-                    run.key_figures = collect_key_figures(nbformat.read(run.output, as_version=4))
-                except Exception:
-                    pass
-            run.seconds = round(time.monotonic() - start, 1)
+            _execute(path, run, out_dir / "kernels.log", timeout, kernel_name)
+            failed = failed or run.status == "failed"
             if echo:
                 print(
                     f"{run.status} ({run.seconds:.1f} s)" + (f": {run.error}" if run.error else "")
@@ -272,6 +242,51 @@ def run_batch(
     )
     write_summary(result, parameters)
     return result
+
+
+def _start_server_if_none(lab: LabHome, port: int | None, echo: bool) -> bool:
+    """Start the lab home's provider server when none runs; whether this run started it."""
+    if lab.server_state() is not None:
+        return False
+    from helpers import server
+
+    state = server.start(lab.path, host="127.0.0.1", port=server_port(port))
+    if echo:
+        print(f"started the provider server: {state.get('endpoint') or state.get('port')}")
+    return True
+
+
+def _execute(
+    path: Path, run: NotebookRun, kernel_log: Path, timeout: int, kernel_name: str | None
+) -> None:
+    """Execute one notebook with papermill; record its status, error, key figures and time in ``run``."""
+    import papermill
+
+    start = time.monotonic()
+    try:
+        # Kernels inherit fd 2; their start-up chatter goes to a log file, not the terminal.
+        with _stderr_to(kernel_log):
+            nb = papermill.execute_notebook(
+                str(path),
+                run.output,
+                parameters=run.parameters,
+                cwd=str(path.parent),
+                progress_bar=False,
+                execution_timeout=timeout,
+                kernel_name=kernel_name,
+            )
+        run.status = "ok"
+        run.key_figures = collect_key_figures(nb)
+    except Exception as exc:  # papermill raises PapermillExecutionError and friends
+        run.status = "failed"
+        run.error = _error_text(exc)
+        try:
+            import nbformat
+
+            run.key_figures = collect_key_figures(nbformat.read(run.output, as_version=4))
+        except Exception:
+            pass
+    run.seconds = round(time.monotonic() - start, 1)
 
 
 def write_summary(result: BatchResult, parameters: Mapping[str, Any]) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from helpers import __version__
@@ -16,7 +17,10 @@ from helpers.exceptions import SharelabError
 # Each command and the module that owns it, in the order of ``sharelab --help``. Only the invoked
 # command's module is imported, so a command does not pay for every feature's imports.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "sql": ("helpers.sql", "run Databricks-style SQL statements against the provider catalog"),
+    "sql": (
+        "helpers.provider.cli",
+        "run Databricks-style SQL statements against the provider catalog",
+    ),
     "profile": ("helpers.tokens_cli", "issue a token for a recipient and write its profile file"),
     "token": ("helpers.tokens_cli", "rotate, revoke or list a recipient's tokens"),
     "generate": ("helpers.datagen.cli", "generate the airline or retail dataset as Delta tables"),
@@ -27,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "jupyter": ("helpers.jupyter", "start, stop or show JupyterLab (127.0.0.1, token auth)"),
     "batch": ("helpers.batch", "execute every notebook and lab solution with papermill"),
     "labs": ("helpers.labs", "build and grade the hands-on labs"),
-    "mesh": ("helpers.mesh_cli", "data mesh: products, compliance checks, lineage, report"),
+    "mesh": ("helpers.mesh.cli", "data mesh: products, compliance checks, lineage, report"),
 }
 
 
@@ -37,7 +41,7 @@ def _command_in(argv: list[str]) -> str | None:
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--home":
+        elif arg in ("--home", "--catalog-url"):
             skip = True
         elif not arg.startswith("-"):
             return arg
@@ -56,6 +60,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="lab home holding the catalog, tables and server state "
         "(default: $SHARELAB_HOME, else ~/.sharelab)",
     )
+    parser.add_argument(
+        "--catalog-url",
+        metavar="URL",
+        help="keep the catalog in PostgreSQL (postgresql://user@host:port/db[?schema=NAME]) instead of "
+        "the lab home's SQLite file (default: $SHARELAB_CATALOG_URL)",
+    )
     parser.add_argument("--version", action="version", version=f"sharelab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     if command in COMMANDS:
@@ -73,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if getattr(args, "catalog_url", None):  # every catalog this process (and its children) opens
+        from helpers.catalog.backends import CATALOG_URL_ENV
+
+        os.environ[CATALOG_URL_ENV] = args.catalog_url
     try:
         result = args.func(args)
     except SharelabError as exc:

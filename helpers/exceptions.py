@@ -65,3 +65,8 @@ class PolicyViolationError(SharelabError):
 class SchemaCompatibilityError(PolicyViolationError):
     """A table's current schema breaks the product's published schema contract without a new major
     version."""
+
+
+class GrantRefusedError(PolicyViolationError):
+    """A ``GRANT`` (SQL, Python API, CLI or mesh) that a grant condition of the share refuses, e.g. the
+    access policy of the data product the share backs; ``.policy`` names it."""

@@ -140,6 +140,11 @@ def _launch(
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # e.g. inside the Docker image
         cmd.append("--ServerApp.allow_root=True")
     env = dict(os.environ, JUPYTER_TOKEN=token, SHARELAB_HOME=str(lab.path))
+    lab_ca = lab.path / "tls" / "ca.pem"
+    if lab_ca.is_file():  # the provider serves TLS (workshop mode): kernels trust its lab CA
+        from helpers.recipient.trust import trust_env
+
+        env.update(trust_env(lab_ca))
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             cmd,

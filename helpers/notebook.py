@@ -21,11 +21,15 @@ import platform
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from helpers.exceptions import ServerError
+
+if TYPE_CHECKING:
+    from helpers.home import LabHome
+    from helpers.provider import Provider
 
 #: Mime type of the key-figures output that ``sharelab batch`` collects.
 KEY_FIGURES_MIME = "application/vnd.sharelab.key-figures+json"
@@ -140,7 +144,7 @@ def check_environment(required: Mapping[str, str] | None = None) -> pd.DataFrame
     return frame[["status", "package", "version", "required", "ok"]]
 
 
-def lab_home() -> Any:
+def lab_home() -> LabHome:
     """The lab home (:class:`helpers.home.LabHome`) from ``$SHARELAB_HOME``."""
     from helpers.home import LabHome
 
@@ -148,11 +152,11 @@ def lab_home() -> Any:
 
 
 def server_port(port: int | None = None) -> int:
-    """The port to start the provider server on: ``port``, else ``$SHARELAB_PORT``, else 8080."""
-    if port:
-        return int(port)
-    raw = os.environ.get(PORT_ENV)
-    return int(raw) if raw else DEFAULT_PORT
+    """The port to start the provider server on: the server's one rule (:func:`helpers.server.server_port`:
+    ``port``, else ``$SHARELAB_PORT``, else 8080, else a free port)."""
+    from helpers.server import server_port as port_rule
+
+    return port_rule(port)
 
 
 def server_state() -> dict[str, Any] | None:
@@ -161,13 +165,11 @@ def server_state() -> dict[str, Any] | None:
 
 
 def ensure_server(port: int | None = None, host: str = "127.0.0.1") -> dict[str, Any]:
-    """The running provider server of this lab home, started on :func:`server_port` when none runs."""
-    state = server_state()
-    if state:
-        return state
-    from helpers import server
+    """The running provider server of this lab home (:func:`helpers.server.ensure_server`: started when
+    none runs, on ``port``, else ``$SHARELAB_PORT``, else 8080, else a free port)."""
+    from helpers.server.lifecycle import ensure_server as ensure
 
-    return server.start(lab_home().path, host=host, port=server_port(port))
+    return ensure(lab_home(), port=port, host=host)
 
 
 def server_url() -> str:
@@ -220,7 +222,7 @@ def key_figures(figures: Mapping[str, Any]) -> None:
     display({KEY_FIGURES_MIME: data, "text/plain": text}, raw=True)
 
 
-def collect_key_figures(nb: Any) -> dict[str, Any]:
+def collect_key_figures(nb: Mapping[str, Any]) -> dict[str, Any]:
     """Merge every key-figures output of an executed notebook (a ``nbformat`` node)."""
     figures: dict[str, Any] = {}
     for cell in nb.get("cells", []):
@@ -316,7 +318,7 @@ def require_profile(path: str | os.PathLike[str]) -> None:
 
 
 def hand_out_profile(
-    provider: Any, recipient_name: str, link: str | None = None, *, reissue: bool = False
+    provider: Provider, recipient_name: str, link: str | None = None, *, reissue: bool = False
 ) -> tuple[Path, str]:
     """Give a recipient a working profile in ``<lab home>/profiles/`` through an activation link.
 

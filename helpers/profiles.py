@@ -105,4 +105,16 @@ def issue_profile(
     issued = catalog.issue_token(recipient, lifetime_seconds)
     profile = profile_dict(endpoint, issued)
     path = write_profile(out, profile) if out is not None else None
+    if path is not None:
+        _copy_lab_ca(catalog, endpoint, path)
     return IssuedProfile(token=issued, profile=profile, path=path)
+
+
+def _copy_lab_ca(catalog: Catalog, endpoint: str, path: Path) -> None:
+    """Over TLS with the lab home's own CA, keep the CA beside the profile (``<profile>.ca.pem``): the
+    recipient helpers trust it when they load the profile (:mod:`helpers.recipient.trust`)."""
+    ca = catalog.path.parent / "tls" / "ca.pem"
+    if endpoint.startswith("https://") and ca.is_file():
+        target = path.with_name(path.name + ".ca.pem")
+        target.write_bytes(ca.read_bytes())
+        target.chmod(0o644)

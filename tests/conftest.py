@@ -1,27 +1,21 @@
-"""Shared fixtures: every test gets its own lab home and free loopback ports, and cleans up what it starts."""
+"""Shared fixtures: every test gets its own lab home and free loopback ports, and cleans up what it starts.
+
+The helpers behind them (``start_server``, ``free_port``, ``sharelab()``, the seed-000 SQL) live in
+:mod:`tests.support`; import them from there, not from this file.
+"""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import requests
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support import REPO, RunningServer, free_port, start_server, stop_server
 
 
 @pytest.fixture
@@ -33,84 +27,12 @@ def lab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-@dataclass
-class RunningServer:
-    home: Path
-    host: str
-    port: int
-    process: subprocess.Popen
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.url}/delta-sharing/"
-
-    def log(self) -> str:
-        path = self.home / "server" / "server-test.log"
-        return path.read_text() if path.exists() else ""
-
-
-def start_server(
-    home: Path, port: int | None = None, extra: list[str] | None = None, timeout: float = 60.0
-) -> RunningServer:
-    """Start ``sharelab serve`` as a subprocess on a free loopback port and wait for /health."""
-    port = port or free_port()
-    (home / "server").mkdir(parents=True, exist_ok=True)
-    log = open(home / "server" / "server-test.log", "ab")  # noqa: SIM115 - closed with the process
-    env = dict(os.environ, SHARELAB_HOME=str(home), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "helpers",
-            "--home",
-            str(home),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *(extra or []),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=REPO,
-    )
-    server = RunningServer(home=home, host="127.0.0.1", port=port, process=proc)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log()}")
-        try:
-            if requests.get(f"{server.url}/health", timeout=1).status_code == 200:
-                return server
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    stop_server(server)
-    raise RuntimeError(f"server did not answer /health within {timeout}s:\n{server.log()}")
-
-
-def stop_server(server: RunningServer) -> None:
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
-
-
 @pytest.fixture
-def server_factory() -> Iterator:
+def server_factory() -> Iterator[Callable[..., RunningServer]]:
     """Start servers on demand (``server_factory(home)``); all are stopped after the test."""
     started: list[RunningServer] = []
 
-    def factory(home: Path, **kwargs) -> RunningServer:
+    def factory(home: Path, **kwargs: Any) -> RunningServer:
         server = start_server(home, **kwargs)
         started.append(server)
         return server
@@ -163,3 +85,72 @@ def _run_nbval(
 def run_nbval():
     """:func:`_run_nbval`: nbval over committed notebooks in a given lab home."""
     return _run_nbval
+
+
+# ------------------------------------------------------------------ catalog backends (SQLite, PostgreSQL)
+#: Test modules whose every test runs twice: on the SQLite catalog and on a PostgreSQL catalog (a real
+#: server from Debian's packages, see :mod:`tests.pg`; skipped with the reason where it cannot run).
+BOTH_BACKENDS = {
+    "test_catalog.py",
+    "test_catalog_backends.py",
+    "test_sql_control.py",
+    "test_sql_data.py",
+    "test_tokens.py",
+    "test_mesh.py",
+    "test_mesh_governance.py",
+    "test_sql_views.py",
+    "test_shared_views.py",
+    "test_sql_ddl.py",
+    "test_workers.py",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if (
+        metafunc.definition.path.name in BOTH_BACKENDS
+        and "catalog_backend" in metafunc.fixturenames
+    ):
+        metafunc.parametrize(
+            "catalog_backend", ["sqlite", "postgresql"], indirect=True, scope="module"
+        )
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """One throw-away PostgreSQL cluster for the session (skips with the reason when it cannot start)."""
+    from tests.pg import postgres_cluster, skip_reason
+
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module", autouse=True)
+def catalog_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``"sqlite"`` (the default), or ``"postgresql"``: then ``$SHARELAB_CATALOG_URL`` names the session's
+    cluster with one schema per lab home (``schema={home}``), so every catalog the module's tests (and the
+    servers they start) open lives there, each lab home apart. A module-scoped fixture that opens a catalog
+    takes ``catalog_backend`` as an argument, so it is made again for each backend."""
+    backend = str(getattr(request, "param", "sqlite"))
+    before = os.environ.get("SHARELAB_CATALOG_URL")
+    if backend == "postgresql":
+        os.environ["SHARELAB_CATALOG_URL"] = request.getfixturevalue("pg_cluster").url("{home}")
+    else:
+        os.environ.pop("SHARELAB_CATALOG_URL", None)
+    try:
+        yield backend
+    finally:
+        if before is None:
+            os.environ.pop("SHARELAB_CATALOG_URL", None)
+        else:
+            os.environ["SHARELAB_CATALOG_URL"] = before
+
+
+@pytest.fixture(autouse=True)
+def _sqlite_only(request: pytest.FixtureRequest, catalog_backend: str) -> None:
+    """Skip a test marked ``sqlite_only(reason)`` in the PostgreSQL run of its module."""
+    marker = request.node.get_closest_marker("sqlite_only")
+    if catalog_backend == "postgresql" and marker is not None:
+        pytest.skip(f"SQLite-only: {marker.args[0] if marker.args else 'tests the SQLite file'}")

@@ -13,7 +13,7 @@ from helpers import server
 from helpers.batch import discover, load_parameters, parse_value, run_batch
 from helpers.cli import main
 from helpers.exceptions import InvalidArgumentError, NotFoundError
-from tests.conftest import free_port
+from tests.support import free_port
 
 
 def _notebook(path: Path, *cells: str, params: str | None = None) -> Path:

@@ -31,6 +31,7 @@ from helpers.exceptions import (
     TokenError,
 )
 from helpers.home import LabHome, resolve_home
+from tests.pg import catalog_dump, count_rows, table_names
 
 
 @pytest.fixture(scope="session")
@@ -65,9 +66,8 @@ def airline(cat: Catalog, delta_dir: Path) -> Catalog:
 
 
 def dump(cat: Catalog) -> list[str]:
-    """Every row of the catalog as SQL text, to prove a failed call changed nothing."""
-    with sqlite3.connect(cat.path) as conn:
-        return list(conn.iterdump())
+    """Every row of the catalog as text, to prove a failed call changed nothing (either backend)."""
+    return catalog_dump(cat)
 
 
 # ---------------------------------------------------------------- home
@@ -149,6 +149,7 @@ def test_lab_home_layout_and_server_state(lab_home: Path) -> None:
 # ---------------------------------------------------------------- schema version
 
 
+@pytest.mark.sqlite_only("the SQLite file's journal mode and user_version")
 def test_schema_version_and_reopen(lab_home: Path) -> None:
     c = Catalog(lab_home)  # a directory means <dir>/catalog.db
     assert c.path == (lab_home / "catalog.db").resolve()
@@ -246,9 +247,8 @@ def test_drop_share_removes_entries_and_grants(airline: Catalog) -> None:
     assert new.id != old_id
     assert airline.share_entries("s") == [] and airline.shared_tables("s") == []
     assert airline.grants_on_share("s") == []
-    with sqlite3.connect(airline.path) as conn:
-        assert conn.execute("SELECT count(*) FROM share_entries").fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM grants").fetchone()[0] == 0
+    assert count_rows(airline, "share_entries") == 0
+    assert count_rows(airline, "grants") == 0
 
 
 def test_schema_entry_covers_tables_registered_later(airline: Catalog, delta_dir: Path) -> None:
@@ -478,9 +478,8 @@ def test_drop_recipient_removes_tokens_and_grants_keeps_audit(cat: Catalog) -> N
     assert cat.drop_recipient("r", if_exists=True) is False
     with pytest.raises(NotFoundError):
         cat.drop_recipient("r")
-    with sqlite3.connect(cat.path) as conn:
-        for table in ("tokens", "activations", "grants"):
-            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+    for table in ("tokens", "activations", "grants"):
+        assert count_rows(cat, table) == 0
     assert cat.audit_frame()["recipient"].tolist() == ["r"]
 
 
@@ -596,20 +595,21 @@ HOSTILE_BAD = [
 
 
 @pytest.mark.parametrize("name", HOSTILE_OK)
-def test_hostile_names_stored_verbatim(cat: Catalog, name: str) -> None:
+def test_hostile_names_stored_verbatim(cat: Catalog, name: str, catalog_backend: str) -> None:
+    # PostgreSQL's text cannot hold NUL (refused with a clear error, see test_catalog_backends)
+    nul = "\x00" if catalog_backend == "sqlite" else ""
     cat.create_share(name, comment=name + " -- '; DROP TABLE recipients;")
-    cat.create_recipient(name, comment="\x00 nul and 'quotes'", properties={name: name})
+    cat.create_recipient(name, comment=nul + " nul and 'quotes'", properties={name: name})
     cat.grant(name, name)
     # NOCASE folds ASCII letters only (documented in helpers.catalog)
     upper = "".join(ch.upper() if ch.isascii() else ch for ch in name)
     assert cat.get_share(upper).name == name
     assert cat.get_share(name).comment == name + " -- '; DROP TABLE recipients;"
     assert cat.get_recipient(name).properties == {name: name}
-    assert cat.get_recipient(name).comment == "\x00 nul and 'quotes'"
+    assert cat.get_recipient(name).comment == nul + " nul and 'quotes'"
     assert [s.name for s in cat.recipient_shares(name)] == [name]
     assert cat.drop_share(name) and cat.drop_recipient(name)
-    with sqlite3.connect(cat.path) as conn:  # the schema is intact
-        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    names = table_names(cat)  # the schema is intact
     assert {"shares", "recipients", "grants", "tokens", "tables", "audit"} <= names
 
 
@@ -695,6 +695,7 @@ def test_failure_inside_a_transaction_rolls_back(
         cat.redeem_activation(code)
 
 
+@pytest.mark.sqlite_only("a corrupt SQLite file")
 def test_corrupt_catalog_file_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "catalog.db"
     bad.write_bytes(b"this is not a database" * 100)

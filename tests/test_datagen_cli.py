@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
+from helpers.catalog import open_catalog
 from helpers.cli import main as cli_main
 from helpers.datagen import common, dataset_tables, export, generate
 from helpers.exceptions import DatasetError, InvalidArgumentError, NotFoundError
-from helpers.home import open_catalog
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from helpers.catalog import open_catalog
 from helpers.datagen import dataset_tables, generate
 from helpers.datagen.retail import DEFAULT_START
-from helpers.home import open_catalog
 
 # DATAGEN_TEST_SEED reruns the coherence checks on another seed
 SEED = int(os.environ.get("DATAGEN_TEST_SEED", "11"))

@@ -12,7 +12,7 @@ import requests
 from helpers import jupyter
 from helpers.cli import main
 from helpers.exceptions import ServerError
-from tests.conftest import free_port
+from tests.support import free_port
 
 
 def test_start_status_stop(lab_home: Path, tmp_path: Path, capsys) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import re
-import sqlite3
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,11 +18,13 @@ from helpers.catalog import open_catalog
 from helpers.cli import main as cli_main
 from helpers.exceptions import (
     AlreadyExistsError,
+    GrantRefusedError,
     InvalidArgumentError,
     NotFoundError,
     PolicyViolationError,
 )
 from helpers.mesh import SLA, Mesh, MeshPolicyWarning, parse_rule
+from tests.pg import outside_count, table_names
 
 N = 60
 
@@ -128,9 +129,7 @@ def test_domains_and_products_are_stored_in_the_catalog_file(mesh: Mesh, lab_hom
         ("flights", "operations"),
     )
     assert p.sla == SLA(24, 95, 99)
-    con = sqlite3.connect(lab_home / "catalog.db")
-    names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    con.close()
+    names = table_names(open_catalog(lab_home))
     assert {"mesh_domains", "mesh_products", "mesh_versions", "mesh_quality"} <= names
     assert "shares" in names  # the catalog's own tables live in the same file
     # created once by the catalog's database layer, as the versioned component "mesh"
@@ -344,11 +343,7 @@ def test_subscribe_is_one_transaction_with_the_catalog_grant(
     def grant_then_fail(share: str, recipient: str):  # type: ignore[no-untyped-def]
         real_grant(share, recipient)
         assert [g.recipient for g in cat.grants_on_share(share)] == [recipient]  # seen inside
-        outside = sqlite3.connect(cat.path)  # another connection sees nothing uncommitted
-        try:
-            assert outside.execute("SELECT count(*) FROM grants").fetchone()[0] == 0
-        finally:
-            outside.close()
+        assert outside_count(cat, "grants") == 0  # another connection sees nothing uncommitted
         raise RuntimeError("crash after grant")
 
     monkeypatch.setattr(cat, "grant", grant_then_fail)
@@ -413,9 +408,18 @@ def test_pii_never_reaches_an_external_recipient(mesh: Mesh) -> None:
         mesh.subscribe("flights", "partner", properties={"external": "true"})
     assert mesh.catalog.grants_on_share("flight_ops") == []
     mesh.subscribe("flights", "internal_bi", consumer_domain="marketing")  # internal: allowed
-    # granted outside the mesh (plain catalog grant): the next publication is blocked with evidence
+    # a plain catalog grant obeys the policy too (the catalog's grant conditions)
     mesh.catalog.create_recipient("leak", properties={"external": "true"})
+    with pytest.raises(GrantRefusedError, match="policy 'no-pii-to-external'.*external=true"):
+        mesh.catalog.grant("flight_ops", "leak")
+    assert [g.recipient for g in mesh.catalog.grants_on_share("flight_ops")] == ["internal_bi"]
+    # a grant from before the column was tagged: a violation, and the next publication is blocked
+    mesh.untag_column("airline.ops.flights", "passenger_email", "pii")
     mesh.catalog.grant("flight_ops", "leak")
+    mesh.tag_column("airline.ops.flights", "passenger_email", "pii")
+    assert [(v.recipient, v.policy) for v in mesh.access_violations("flights")] == [
+        ("leak", "no-pii-to-external")
+    ]
     with pytest.raises(
         PolicyViolationError, match="pii_columns_external = 1 violates == 0.*'leak'"
     ):
@@ -469,11 +473,14 @@ def test_report_html_has_sections_and_embedded_plots(mesh: Mesh, lab_home: Path,
         "Compliance",
         "Quality trends",
         "Usage",
-        "Lineage",
+        "Access enforcement",
+        "Served versions",
+        "Retention vs promised time travel",
+        "Lineage of derived tables",
     ):
         assert f"<h2>{heading}" in text
     images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text)
-    assert len(images) == 2
+    assert len(images) == 3  # quality trends, usage, lineage
     assert base64.b64decode(images[0])[:8] == b"\x89PNG\r\n\x1a\n"
     assert "ops_bi" in text and "operations" in text
     capsys.readouterr()

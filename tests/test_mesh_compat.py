@@ -214,7 +214,36 @@ def test_publishing_follows_the_schema_contract(evolving: tuple[Mesh, Path]) -> 
         mesh.publish("routes", "1.0.5")
     assert [v.version for v in mesh.versions("routes")] == ["1.0.0", "1.0.1", "1.1.0"]
     v3 = mesh.publish("routes", "2.0.0")
-    assert v3.major == 2 and "miles" not in v3.columns("ops.routes")
+    # the new major is served under its own alias; the old alias stays at 1.1.0's Delta version
+    assert v3.major == 2 and "miles" not in v3.columns("ops.routes_v2")
+    assert v3.table_versions == {"ops.routes_v2": 2} and "ops.routes" not in v3.schemas
+    assert mesh.output_tables("routes") == {"ops.routes_v2": str(loc.resolve())}
+    pins = {t.name: t.pinned_version for t in mesh.catalog.shared_tables("routes_share")}
+    assert pins == {"routes": 1, "routes_v2": 2}
+    assert mesh.publish("routes").version == "2.0.1"  # the contract now holds against routes_v2
+    mesh.retire_alias("routes", "ops.routes")
+    assert [t.name for t in mesh.catalog.shared_tables("routes_share")] == ["routes_v2"]
+    with pytest.raises(InvalidArgumentError, match="is an output table"):
+        mesh.retire_alias("routes", "ops.routes_v2")
+
+
+def test_a_major_version_can_move_the_alias_itself(evolving: tuple[Mesh, Path]) -> None:
+    mesh, loc = evolving
+    mesh.publish("routes")
+    write_deltalake(
+        str(loc),
+        pd.DataFrame({"route_id": [1], "origin": ["JFK"]}),
+        mode="overwrite",
+        schema_mode="overwrite",
+    )
+    v2 = mesh.publish("routes", "2.0.0", major_alias=False)
+    assert v2.table_versions == {"ops.routes": 1} and v2.columns("ops.routes") == [
+        "route_id",
+        "origin",
+    ]
+    assert [(t.name, t.pinned_version) for t in mesh.catalog.shared_tables("routes_share")] == [
+        ("routes", 1)
+    ]
 
 
 def test_contract_mode_decides_what_breaks(evolving: tuple[Mesh, Path]) -> None:

@@ -19,9 +19,10 @@ import requests
 from deltalake import DeltaTable, write_deltalake
 
 from helpers import recipient
-from helpers.catalog import Catalog, profile_dict
-from helpers.catalog import write_profile as catalog_write_profile
+from helpers.catalog import Catalog
 from helpers.exceptions import AlreadyExistsError, InvalidArgumentError, NotFoundError, TokenError
+from helpers.profiles import profile_dict
+from helpers.profiles import write_profile as catalog_write_profile
 
 
 def _customers(ids: list[int], tier: str = "BRONZE") -> pa.Table:

@@ -57,7 +57,12 @@ def cat(lab_home: Path) -> Catalog:
 
 
 def catalog_bytes(cat: Catalog) -> bytes:
-    """Everything SQLite wrote: the main file, the WAL and the shared-memory index."""
+    """Everything SQLite wrote: the main file, the WAL and the shared-memory index (on PostgreSQL: every
+    row of the catalog's schema)."""
+    if cat.db.backend != "sqlite":
+        from tests.pg import catalog_dump
+
+        return "\n".join(catalog_dump(cat)).encode()
     return b"".join(p.read_bytes() for p in cat.path.parent.glob(cat.path.name + "*"))
 
 

@@ -26,7 +26,8 @@ an entry needs an explicit alias ``schema.table``.
 Modules: :mod:`.db` (the SQLite layer, shared with the mesh), :mod:`.clock`, :mod:`.names`, :mod:`.models`,
 :mod:`.tokens`, :mod:`.schema` (DDL and migrations), :mod:`.rows` and :mod:`.checks` (used by the calls),
 :mod:`.catalog` (the :class:`Catalog` class) with its mixins :mod:`.shares`, :mod:`.recipients` and
-:mod:`.audit`. Profiles (token + endpoint files) are :mod:`helpers.profiles`.
+:mod:`.audit`, :mod:`.governance` (grant conditions, pinned table versions) and :mod:`.lineage` (derived
+tables). Profiles (token + endpoint files) are :mod:`helpers.profiles`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from __future__ import annotations
 from helpers.catalog import clock
 from helpers.catalog.catalog import Catalog, open_catalog
 from helpers.catalog.db import BUSY_TIMEOUT_MS, WRITE_RETRY_SECONDS, Database
+from helpers.catalog.governance import GrantCondition, GrantViolation, TablePin
+from helpers.catalog.lineage import Derivation
 from helpers.catalog.models import (
     AUDIT_COLUMNS,
     AuditEvent,
@@ -49,6 +52,7 @@ from helpers.catalog.models import (
 )
 from helpers.catalog.names import (
     MAX_NAME_LENGTH,
+    name_key,
     parse_delta_path,
     validate_endpoint,
     validate_name,
@@ -80,7 +84,10 @@ __all__ = [
     "AuditEvent",
     "Catalog",
     "Database",
+    "Derivation",
     "Grant",
+    "GrantCondition",
+    "GrantViolation",
     "IssuedToken",
     "PartitionClause",
     "Recipient",
@@ -88,10 +95,12 @@ __all__ = [
     "ShareEntry",
     "SharedTable",
     "TableInfo",
+    "TablePin",
     "TokenInfo",
     "clock",
     "default_token_lifetime",
     "hash_token",
+    "name_key",
     "open_catalog",
     "parse_delta_path",
     "validate_endpoint",

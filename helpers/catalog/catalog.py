@@ -12,10 +12,21 @@ import os
 import sqlite3
 from pathlib import Path
 
+from helpers.catalog.access import AccessMixin
 from helpers.catalog.audit import AuditMixin
+from helpers.catalog.backends import catalog_url, is_postgres_url, redact_url, url_for_path
 from helpers.catalog.checks import check_comment
 from helpers.catalog.db import Database
+from helpers.catalog.governance import COMPONENT as GOVERNANCE_COMPONENT
+from helpers.catalog.governance import MIGRATIONS as GOVERNANCE_MIGRATIONS
+from helpers.catalog.governance import GovernanceMixin
+from helpers.catalog.lineage import COMPONENT as LINEAGE_COMPONENT
+from helpers.catalog.lineage import MIGRATIONS as LINEAGE_MIGRATIONS
+from helpers.catalog.lineage import LineageMixin
 from helpers.catalog.names import validate_name
+from helpers.catalog.objects import COMPONENT as OBJECTS_COMPONENT
+from helpers.catalog.objects import MIGRATIONS as OBJECTS_MIGRATIONS
+from helpers.catalog.objects import ObjectsMixin
 from helpers.catalog.recipients import RecipientsMixin
 from helpers.catalog.rows import recipient_row, share_row
 from helpers.catalog.schema import COMPONENT, MIGRATIONS
@@ -26,14 +37,26 @@ from helpers.home import LabHome
 __all__ = ["Catalog", "open_catalog"]
 
 
-class Catalog(SharesMixin, RecipientsMixin, AuditMixin):
+class Catalog(
+    SharesMixin,
+    RecipientsMixin,
+    AuditMixin,
+    GovernanceMixin,
+    LineageMixin,
+    ObjectsMixin,
+    AccessMixin,
+):
     """The provider catalog in one SQLite file (see :mod:`helpers.catalog` for the guarantees).
 
     :param path: the SQLite file, or a lab home directory (then ``<dir>/catalog.db``); default: the
         catalog of :func:`helpers.home.resolve_home`.
+    :param url: a ``postgresql://`` URL: the catalog lives in that PostgreSQL database instead (default:
+        ``$SHARELAB_CATALOG_URL``, which ``sharelab --catalog-url`` sets; unset means the SQLite file).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, url: str | None = None
+    ) -> None:
         if path is None:
             path = LabHome.resolve().catalog_path
         p = Path(path).expanduser()
@@ -41,10 +64,22 @@ class Catalog(SharesMixin, RecipientsMixin, AuditMixin):
             p = p / "catalog.db"
         p.parent.mkdir(parents=True, exist_ok=True)
         self.path: Path = p.resolve()
+        #: The PostgreSQL catalog's URL, or None for the SQLite file :attr:`path`.
+        self.url: str | None = catalog_url(url)
+        if self.url is not None:
+            self.url = url_for_path(self.url, self.path)
+        if self.url is not None and not is_postgres_url(self.url):
+            raise InvalidArgumentError(
+                f"catalog URL {redact_url(self.url)!r} must start with postgresql:// "
+                "(e.g. postgresql://sharelab@db:5432/sharelab); leave it unset for the SQLite file"
+            )
         #: The database layer: ``with catalog.db.transaction():`` makes several calls one transaction.
-        self.db: Database = Database(self.path)
+        self.db: Database = Database(self.url or self.path)
         try:
             self.db.ensure_schema(COMPONENT, MIGRATIONS)
+            self.db.ensure_schema(GOVERNANCE_COMPONENT, GOVERNANCE_MIGRATIONS)
+            self.db.ensure_schema(LINEAGE_COMPONENT, LINEAGE_MIGRATIONS)
+            self.db.ensure_schema(OBJECTS_COMPONENT, OBJECTS_MIGRATIONS)  # catalogs, schemas
         except sqlite3.DatabaseError as exc:  # not a database, unreadable directory, disk full...
             self.close()
             raise SharelabError(
@@ -53,7 +88,7 @@ class Catalog(SharesMixin, RecipientsMixin, AuditMixin):
             ) from exc
 
     def __repr__(self) -> str:
-        return f"Catalog({str(self.path)!r})"
+        return f"Catalog({self.db.location!r})"
 
     def __enter__(self) -> Catalog:
         return self

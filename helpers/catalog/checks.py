@@ -23,7 +23,8 @@ _STABLE_NS = uuid.UUID("6f1b1c1e-5a9e-4c38-9a65-1d8a6f0c2b7d")
 
 
 def stable_id(share_id: str, schema: str, table: str) -> str:
-    """The id of a shared table: the same for the same share, schema and table (case-insensitive)."""
+    """The id of a shared table: the same for the same ``share_id`` (the caller folds in the share entry,
+    so a table removed and added again gets a new id), schema and table (case-insensitive)."""
     return str(uuid.uuid5(_STABLE_NS, f"{share_id}/{schema.lower()}.{table.lower()}"))
 
 

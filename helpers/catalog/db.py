@@ -1,4 +1,8 @@
-"""The one SQLite layer of ``catalog.db``: connection policy, pooling, transactions, retries, migrations.
+"""The one database layer of the catalog: connection policy, pooling, transactions, retries, migrations.
+
+Two backends (:mod:`helpers.catalog.backends`): SQLite, the embedded default (``Database(path)``), and
+PostgreSQL (``Database("postgresql://…")``), where the components' SQL is translated from SQLite's dialect
+and write transactions are serialised by an advisory lock, so every guarantee below holds on both.
 
 The catalog and the mesh (and the sharing server's threads, notebooks and CLI processes) use the same file
 at once. Every connection gets the same policy: WAL, a ``busy_timeout``, ``foreign_keys`` on and
@@ -27,12 +31,21 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
+from helpers.catalog.backends import is_postgres_url
+from helpers.catalog.backends.sqlite import (
+    BUSY_TIMEOUT_MS,
+    COMPONENTS_TABLE,
+    USER_VERSION_COMPONENT,
+    SqliteBackend,
+)
 from helpers.exceptions import SharelabError
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
+    "COMPONENTS_TABLE",
+    "USER_VERSION_COMPONENT",
     "MAX_IDLE_CONNECTIONS",
     "WRITE_RETRY_SECONDS",
     "Database",
@@ -42,18 +55,14 @@ __all__ = [
 
 #: How long a write keeps retrying when the database is busy before giving up.
 WRITE_RETRY_SECONDS = 30.0
-#: SQLite's own wait per attempt (``PRAGMA busy_timeout``), in milliseconds.
-BUSY_TIMEOUT_MS = 5000
 #: Idle connections a :class:`Database` keeps for reuse; more are closed when given back.
 MAX_IDLE_CONNECTIONS = 4
-#: The component whose version is the file's ``PRAGMA user_version`` (catalog files predate components).
-USER_VERSION_COMPONENT = "catalog"
-#: Table holding the schema version of every other component.
-COMPONENTS_TABLE = "schema_components"
 
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 _T = TypeVar("_T")
+#: Connections inherited across a fork: the child keeps them referenced and never touches them.
+_FORKED_AWAY: list[object] = []
 
 #: A migration step: ``migrations[n]`` brings a component from version n-1 to n.
 Migration = Callable[[sqlite3.Connection], None]
@@ -86,17 +95,31 @@ class _Tx:
 
 
 class Database:
-    """One SQLite file with the connection, transaction and retry policy above.
+    """One catalog database (a SQLite file or a PostgreSQL URL) with the policy above.
 
-    :param path: the SQLite file; created with mode 0600 when missing (its ``-wal`` and ``-shm`` files get
-        the same mode from SQLite).
+    :param path: the SQLite file, created with mode 0600 when missing (its ``-wal`` and ``-shm`` files get
+        the same mode from SQLite); or a ``postgresql://`` URL (see
+        :mod:`helpers.catalog.backends.postgres`).
     :param max_idle: idle connections kept for reuse.
     """
 
     def __init__(
         self, path: str | os.PathLike[str], *, max_idle: int = MAX_IDLE_CONNECTIONS
     ) -> None:
-        self.path = Path(path)
+        self._backend: Any
+        if is_postgres_url(path):
+            from helpers.catalog.backends.postgres import PostgresBackend
+
+            self._backend = PostgresBackend(str(path))
+            #: For SQLite the file; for PostgreSQL a placeholder path naming the redacted URL.
+            self.path = Path(self._backend.location)
+        else:
+            self._backend = SqliteBackend(path)
+            self.path = Path(path)
+        #: Where the database is, for messages: the file, or the URL without its password.
+        self.location: str = self._backend.location
+        #: ``"sqlite"`` or ``"postgresql"``.
+        self.backend: str = self._backend.name
         self.max_idle = max_idle
         self._lock = threading.Lock()
         self._idle: list[_Borrowed] = []
@@ -104,10 +127,9 @@ class Database:
         self._generation = 0
         self._pid = os.getpid()
         self._local = threading.local()
-        _create_private(self.path)
 
     def __repr__(self) -> str:
-        return f"Database({str(self.path)!r})"
+        return f"Database({self.location!r})"
 
     # -- the pool --------------------------------------------------------------------------------
 
@@ -139,25 +161,18 @@ class Database:
         # A forked child must not touch its parent's connections (not even close them): forget them.
         if os.getpid() != self._pid:
             self._pid = os.getpid()
+            # kept referenced, never closed or collected here: closing a PostgreSQL connection sends a
+            # Terminate on the socket the parent still uses (and SQLite's close drops the parent's locks)
+            _FORKED_AWAY.extend(self._idle)
             self._idle = []
             self._open = 0
             self._generation += 1
             self._local = threading.local()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-        )
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
-            conn.execute("PRAGMA synchronous = NORMAL")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        if self.backend == "sqlite":
+            return cast(sqlite3.Connection, self._backend.connect(self._retry))
+        return cast(sqlite3.Connection, self._backend.connect())
 
     def _borrow(self) -> _Borrowed:
         with self._lock:
@@ -179,10 +194,15 @@ class Database:
                 item.conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+        broken = bool(getattr(item.conn, "broken", False))  # a PostgreSQL connection that was lost
         with self._lock:
             if os.getpid() != self._pid:
                 return  # borrowed before a fork: the parent's, not ours
-            if item.generation == self._generation and len(self._idle) < self.max_idle:
+            if (
+                not broken
+                and item.generation == self._generation
+                and len(self._idle) < self.max_idle
+            ):
                 self._idle.append(item)
                 return
             self._open -= 1
@@ -207,7 +227,7 @@ class Database:
                 if not is_busy(exc) or time.monotonic() >= deadline:
                     if is_busy(exc):
                         raise SharelabError(
-                            f"the catalog {self.path} stayed busy for {WRITE_RETRY_SECONDS:.0f} s; "
+                            f"the catalog {self.location} stayed busy for {WRITE_RETRY_SECONDS:.0f} s; "
                             "another process holds it, try again or stop that process"
                         ) from exc
                     raise
@@ -314,7 +334,7 @@ class Database:
 
     def schema_version(self, component: str) -> int:
         """The version of ``component``'s tables in this file (0 when never created)."""
-        return self.read(lambda conn: _get_version(conn, component))
+        return self.read(lambda conn: int(self._backend.get_version(conn, component)))
 
     def ensure_schema(self, component: str, migrations: Mapping[int, Migration]) -> int:
         """Bring ``component`` to the newest version of ``migrations``, one step at a time, in one transaction.
@@ -327,7 +347,7 @@ class Database:
         def check(version: int) -> int:
             if version > latest:
                 raise SharelabError(
-                    f"the {component} schema of {self.path} has version {version}, newer than this "
+                    f"the {component} schema of {self.location} has version {version}, newer than this "
                     f"sharelab ({latest}); upgrade sharelab or use another --home"
                 )
             return version
@@ -336,51 +356,14 @@ class Database:
             return latest
 
         def step(conn: sqlite3.Connection) -> int:
-            version = check(_get_version(conn, component))  # re-read under the write lock
+            version = check(int(self._backend.get_version(conn, component)))  # under the lock
             while version < latest:
                 migrations[version + 1](conn)
                 version += 1
-                _set_version(conn, component, version)
+                self._backend.set_version(conn, component, version)
             return version
 
         return self.write(step)
-
-
-def _get_version(conn: sqlite3.Connection, component: str) -> int:
-    if component == USER_VERSION_COMPONENT:
-        return int(conn.execute("PRAGMA user_version").fetchone()[0])
-    has_table = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (COMPONENTS_TABLE,)
-    ).fetchone()
-    if has_table is None:
-        return 0
-    row = conn.execute(
-        f"SELECT version FROM {COMPONENTS_TABLE} WHERE component = ?", (component,)
-    ).fetchone()
-    return 0 if row is None else int(row[0])
-
-
-def _set_version(conn: sqlite3.Connection, component: str, version: int) -> None:
-    if component == USER_VERSION_COMPONENT:
-        conn.execute(f"PRAGMA user_version = {int(version)}")
-        return
-    conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {COMPONENTS_TABLE} "
-        "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-    )
-    conn.execute(
-        f"INSERT OR REPLACE INTO {COMPONENTS_TABLE} (component, version) VALUES (?, ?)",
-        (component, int(version)),
-    )
-
-
-def _create_private(path: Path) -> None:
-    """Create ``path`` empty with mode 0600 when missing (SQLite gives its -wal/-shm files the same mode)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError:  # exists already, or cannot be created: SQLite reports the latter itself
-        return
-    os.close(fd)
 
 
 def _close_quietly(conn: sqlite3.Connection) -> None:

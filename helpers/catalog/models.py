@@ -194,6 +194,8 @@ class SharedTable:
     source: str = ""
     #: The share's uuid (the protocol's ``shareId``).
     share_id: str = ""
+    #: The Delta version the share serves as this table's latest (history up to it); None: the newest.
+    pinned_version: int | None = None
 
 
 @dataclass(frozen=True)

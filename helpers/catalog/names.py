@@ -1,19 +1,22 @@
 """Names and locations: the Delta Sharing naming rules, dotted names, ``delta.`/path``` sources, table paths.
 
 Names follow the Delta Sharing naming rules (at most 255 characters, no space, ``/``, control character or
-DEL; schema and table names contain no ``.``). The catalog matches them case-insensitively.
+DEL; schema and table names contain no ``.``). The catalog matches them with one Unicode-aware rule,
+:func:`name_key` (NFKC + case folding), for lookups, grant checks and collisions alike.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 from helpers.exceptions import InvalidArgumentError, InvalidNameError, NotADeltaTableError
 
 __all__ = [
     "MAX_NAME_LENGTH",
+    "name_key",
     "normalize_location",
     "parse_delta_path",
     "partition_columns",
@@ -28,6 +31,16 @@ MAX_NAME_LENGTH = 255
 
 _BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f /]")
 _DELTA_PATH = re.compile(r"^\s*delta\s*\.\s*`(?P<path>[^`]+)`\s*$", re.IGNORECASE)
+
+
+def name_key(name: str) -> str:
+    """The one matching rule for names: Unicode NFKC, case-folded (NFKC again after folding).
+
+    Shares, schemas, tables and recipients are the same name when their keys are equal: ``DONNÉES``
+    and ``données``, ``K`` and the Kelvin sign ``\u212a``, a composed and a decomposed ``é``. Lookups and
+    grant checks compare keys, and a name whose key collides with an existing one is refused.
+    """
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
 
 
 def validate_name(name: object, kind: str = "name", *, allow_dot: bool = True) -> str:
@@ -92,15 +105,34 @@ def normalize_location(location: str | os.PathLike[str]) -> Path:
     text = os.fspath(location)
     if not isinstance(text, str) or not text.strip():
         raise InvalidArgumentError("table location is empty; give the directory of a Delta table")
+    if "\x00" in text:
+        raise InvalidArgumentError(
+            "table location holds a NUL byte; give the directory of a Delta table"
+        )
     if text.startswith("file://"):
         text = text[len("file://") :]
-    return Path(text).expanduser().resolve()
+    long = [part for part in text.split("/") if len(part.encode("utf-8", "surrogatepass")) > 255]
+    if long:
+        raise InvalidArgumentError(
+            f"table location has a path component of {len(long[0])} characters ({long[0][:20]}...); "
+            "file names are at most 255 bytes: give the directory of a Delta table"
+        )
+    try:
+        return Path(text).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, an unreadable component...
+        raise InvalidArgumentError(f"table location {text[:200]!r} cannot be used: {exc}") from None
 
 
 def require_delta(location: str | os.PathLike[str]) -> Path:
     """:func:`normalize_location`, checked to hold a ``_delta_log``. :raises NotADeltaTableError:"""
     path = normalize_location(location)
-    if not (path / "_delta_log").is_dir():
+    try:
+        is_table = (path / "_delta_log").is_dir()
+    except OSError as exc:  # a path too long for the file system, a permission problem
+        raise NotADeltaTableError(
+            f"{str(path)[:200]} cannot be read ({exc.strerror}); give the directory of a Delta table"
+        ) from None
+    if not is_table:
         raise NotADeltaTableError(
             f"{path} is not a Delta table (no _delta_log directory); "
             "give the directory of an existing Delta table"

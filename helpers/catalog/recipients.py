@@ -12,9 +12,17 @@ from typing import Any
 from helpers.catalog import clock
 from helpers.catalog.checks import check_comment, coerce_properties
 from helpers.catalog.db import Database
+from helpers.catalog.governance import check_grant
 from helpers.catalog.models import Grant, IssuedToken, Recipient, Share, TokenInfo
 from helpers.catalog.names import validate_name
-from helpers.catalog.rows import GRANT_SELECT, TOKEN_SELECT, recipient_row, share_row
+from helpers.catalog.rows import (
+    GRANT_SELECT,
+    TOKEN_SELECT,
+    colliding_row,
+    find_row,
+    recipient_row,
+    share_row,
+)
 from helpers.catalog.tokens import (
     MAX_LIVE_TOKENS,
     TOKEN_PREFIX_CHARS,
@@ -52,12 +60,13 @@ class RecipientsMixin:
         props = coerce_properties(properties)
 
         def body(conn: sqlite3.Connection) -> Recipient:
-            row = conn.execute("SELECT * FROM recipients WHERE name = ?", (name,)).fetchone()
+            row = colliding_row(conn, "recipients", name)  # the same name under the name rule
             if row is not None:
                 if if_not_exists:
                     return Recipient.from_row(row)
                 raise AlreadyExistsError(
-                    f"recipient {row['name']!r} already exists; use CREATE RECIPIENT IF NOT EXISTS or another name"
+                    f"recipient {row['name']!r} already exists (names match case-insensitively, Unicode "
+                    "included); use CREATE RECIPIENT IF NOT EXISTS or another name"
                 )
             conn.execute(
                 "INSERT INTO recipients (id, name, comment, properties, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -99,11 +108,11 @@ class RecipientsMixin:
         validate_name(name, "recipient")
 
         def body(conn: sqlite3.Connection) -> bool:
-            row = conn.execute("SELECT id FROM recipients WHERE name = ?", (name,)).fetchone()
+            row = find_row(conn, "recipients", name)
             if row is None:
                 if if_exists:
                     return False
-                recipient_row(conn, name)
+                row = recipient_row(conn, name)  # raises NotFoundError
             for tbl in ("tokens", "activations", "grants"):
                 conn.execute(f"DELETE FROM {tbl} WHERE recipient_id = ?", (row["id"],))
             conn.execute("DELETE FROM recipients WHERE id = ?", (row["id"],))
@@ -388,6 +397,8 @@ class RecipientsMixin:
         """``GRANT SELECT ON SHARE share TO RECIPIENT recipient`` (idempotent).
 
         :raises NotFoundError: unknown share or recipient.
+        :raises GrantRefusedError: a grant condition of the share (e.g. the access policy of the data
+            product it backs, see :mod:`helpers.catalog.governance`) refuses the recipient.
         """
         validate_name(share, "share")
         validate_name(recipient, "recipient")
@@ -395,6 +406,7 @@ class RecipientsMixin:
         def body(conn: sqlite3.Connection) -> Grant:
             s = share_row(conn, share)
             r = recipient_row(conn, recipient)
+            check_grant(conn, s, r)  # every path (SQL, API, CLI, mesh) passes here
             conn.execute(
                 "INSERT OR IGNORE INTO grants (share_id, recipient_id, granted_at) VALUES (?, ?, ?)",
                 (s["id"], r["id"], clock.now()),

@@ -6,6 +6,7 @@ an entry needs an explicit alias ``schema.table``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -22,6 +23,7 @@ from helpers.catalog.checks import (
     validate_start_version,
 )
 from helpers.catalog.db import Database
+from helpers.catalog.governance import forget_share, pins_of
 from helpers.catalog.models import (
     PartitionClause,
     Share,
@@ -31,6 +33,7 @@ from helpers.catalog.models import (
     filter_from_json,
 )
 from helpers.catalog.names import (
+    name_key,
     parse_delta_path,
     partition_columns,
     require_delta,
@@ -82,11 +85,11 @@ class SharesMixin:
 
         def body(conn: sqlite3.Connection) -> TableInfo:
             now = clock.now()
-            row = conn.execute("SELECT id FROM tables WHERE name = ?", (name,)).fetchone()
+            row = rows.colliding_row(conn, "tables", name)  # the same name under the name rule
             if row is not None:
                 if not replace:
                     raise AlreadyExistsError(
-                        f"table {name!r} is already registered; use replace=True "
+                        f"table {row['name']!r} is already registered; use replace=True "
                         "(or CREATE OR REPLACE TABLE) to point it at a new location"
                     )
                 conn.execute(
@@ -165,12 +168,13 @@ class SharesMixin:
         check_comment(comment)
 
         def body(conn: sqlite3.Connection) -> Share:
-            row = conn.execute("SELECT * FROM shares WHERE name = ?", (name,)).fetchone()
+            row = rows.colliding_row(conn, "shares", name)  # the same name under the name rule
             if row is not None:
                 if if_not_exists:
                     return Share.from_row(row)
                 raise AlreadyExistsError(
-                    f"share {row['name']!r} already exists; use CREATE SHARE IF NOT EXISTS or another name"
+                    f"share {row['name']!r} already exists (names match case-insensitively, Unicode "
+                    "included); use CREATE SHARE IF NOT EXISTS or another name"
                 )
             conn.execute(
                 "INSERT INTO shares (id, name, comment, created_at) VALUES (?, ?, ?, ?)",
@@ -188,14 +192,15 @@ class SharesMixin:
         validate_name(name, "share")
 
         def body(conn: sqlite3.Connection) -> bool:
-            row = conn.execute("SELECT id FROM shares WHERE name = ?", (name,)).fetchone()
+            row = rows.find_row(conn, "shares", name)
             if row is None:
                 if if_exists:
                     return False
-                rows.share_row(conn, name)
+                row = rows.share_row(conn, name)  # raises NotFoundError
             # ON DELETE CASCADE would do it; explicit deletes keep it right even with foreign_keys off
             conn.execute("DELETE FROM share_entries WHERE share_id = ?", (row["id"],))
             conn.execute("DELETE FROM grants WHERE share_id = ?", (row["id"],))
+            forget_share(conn, row["id"])
             conn.execute("DELETE FROM shares WHERE id = ?", (row["id"],))
             return True
 
@@ -271,10 +276,7 @@ class SharesMixin:
                     raise InvalidArgumentError(
                         f"table {source!r} changed location while being added; run the statement again"
                     )
-            clash = conn.execute(
-                "SELECT alias FROM share_entries WHERE share_id = ? AND kind = 'table' AND alias = ?",
-                (share_row["id"], alias),
-            ).fetchone()
+            clash = rows.colliding_alias(conn, share_row["id"], "table", alias)
             if clash is not None:
                 raise AlreadyExistsError(
                     f"share {share_row['name']!r} already has a table {clash['alias']!r}; "
@@ -316,10 +318,7 @@ class SharesMixin:
 
         def body(conn: sqlite3.Connection) -> ShareEntry:
             share_row = rows.share_row(conn, share)
-            clash = conn.execute(
-                "SELECT source FROM share_entries WHERE share_id = ? AND kind = 'schema' AND alias = ?",
-                (share_row["id"], sch),
-            ).fetchone()
+            clash = rows.colliding_alias(conn, share_row["id"], "schema", sch)
             if clash is not None:
                 raise AlreadyExistsError(
                     f"share {share_row['name']!r} already has schema {sch!r} (from {clash['source']}); "
@@ -363,6 +362,7 @@ class SharesMixin:
                     else "; SHOW ALL IN SHARE lists what it holds"
                 )
                 raise NotFoundError(f"share {share_row['name']!r} has no table {alias!r}{hint}")
+            forget_share(conn, share_row["id"], alias)
 
         self.db.write(body)
 
@@ -383,6 +383,7 @@ class SharesMixin:
             )
             if cur.rowcount == 0:
                 raise NotFoundError(f"share {share_row['name']!r} has no schema {schema!r}")
+            forget_share(conn, share_row["id"], alias + ".")
 
         self.db.write(body)
 
@@ -415,7 +416,7 @@ class SharesMixin:
                     "SELECT * FROM tables WHERE catalog = ? AND schema_name = ? ORDER BY table_name COLLATE NOCASE",
                     (cat, sch),
                 ):
-                    key = (entry["alias"].lower(), t["table_name"].lower())
+                    key = (name_key(entry["alias"]), name_key(t["table_name"]))
                     found[key] = SharedTable(
                         share=share_row["name"],
                         schema=entry["alias"],
@@ -424,7 +425,11 @@ class SharesMixin:
                         history=bool(entry["history"]),
                         start_version=None,
                         partition_filter=(),
-                        id=stable_id(share_row["id"], entry["alias"], t["table_name"]),
+                        # bound to the entry and the registered table: removed and added again, or
+                        # re-registered, it is a new table with a new id (old URLs and tokens die)
+                        id=stable_id(
+                            f"{share_row['id']}/{entry['id']}/{t['id']}", entry["alias"], t["table_name"]
+                        ),
                         comment=None,
                         source=t["name"],
                         share_id=share_row["id"],
@@ -439,7 +444,7 @@ class SharesMixin:
                         continue
                     location = t["location"]
                 sch, tbl = entry["alias"].split(".")
-                found[(sch.lower(), tbl.lower())] = SharedTable(
+                found[(name_key(sch), name_key(tbl))] = SharedTable(
                     share=share_row["name"],
                     schema=sch,
                     name=tbl,
@@ -447,11 +452,17 @@ class SharesMixin:
                     history=bool(entry["history"]),
                     start_version=entry["start_version"],
                     partition_filter=filter_from_json(entry["partition_filter"]),
-                    id=stable_id(share_row["id"], sch, tbl),
+                    id=stable_id(f"{share_row['id']}/{entry['id']}", sch, tbl),  # new when re-added
                     comment=entry["comment"],
                     source=entry["source"],
                     share_id=share_row["id"],
                 )
+        pins = {name_key(k): v for k, v in pins_of(conn, share_row["id"]).items()}
+        if pins:  # a pin holds while the entry still points at the table it was set on
+            for key, t in found.items():
+                pin = pins.get(f"{key[0]}.{key[1]}")
+                if pin is not None and pin[0] == str(t.location):
+                    found[key] = dataclasses.replace(t, pinned_version=pin[1])
         return sorted(found.values(), key=lambda t: (t.schema.lower(), t.name.lower()))
 
     def shared_tables(self, share: str) -> list[SharedTable]:
@@ -484,11 +495,9 @@ class SharesMixin:
         :raises NotFoundError: unknown share, schema or table.
         """
         validate_name(share, "share")
+        want = (name_key(str(schema)), name_key(str(table)))
         for table_info in self.shared_tables(share):
-            if (
-                table_info.schema.lower() == str(schema).lower()
-                and table_info.name.lower() == str(table).lower()
-            ):
+            if (name_key(table_info.schema), name_key(table_info.name)) == want:
                 return table_info
         raise NotFoundError(f"share {share!r} has no table {schema}.{table}")
 

@@ -25,12 +25,13 @@ import time
 from datetime import date
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from helpers.datagen import common as _common
 from helpers.datagen.common import (
     DatasetSummary,
     Params,
+    ProgressFactory,
     TableCount,
     TableSpec,
     dataset_lock,
@@ -40,6 +41,9 @@ from helpers.datagen.common import (
     wrap_failure,
 )
 from helpers.exceptions import DatasetError, InvalidArgumentError, NotFoundError, SharelabError
+
+if TYPE_CHECKING:
+    from helpers.home import LabHome
 
 __all__ = [
     "DATASETS",
@@ -127,14 +131,30 @@ def resolve_params(
     return Params(scale=scale.lower(), seed=seed, days=days, start_date=start)
 
 
-def _register(home: Any, dataset: str, counts: list[TableCount]) -> tuple[str, ...]:
+def _register(home: LabHome, dataset: str, counts: list[TableCount]) -> tuple[str, ...]:
     """Register every table in the provider catalog as ``<dataset>.<schema>.<table>``."""
-    catalog = home.open_catalog()
+    # the one call from the datasets into the catalog: imported here, at run time, so that importing
+    # helpers.datagen never loads the catalog (the generators themselves know nothing of it)
+    from helpers.catalog import open_catalog
+
+    catalog = open_catalog(home)
     names = []
     for t in counts:
         name = f"{dataset}.{t.schema}.{t.table}"
+        assert t.location is not None  # generate() sets it for every table it writes
         catalog.register_table(name, t.location, replace=True)
         names.append(name)
+    # lineage of the derived tables (generators that declare DERIVATIONS): sources and SQL
+    registered = {n.lower() for n in names}
+    for target, (sources, sql) in getattr(_module(dataset), "DERIVATIONS", {}).items():
+        full = f"{dataset}.{target}"
+        if full.lower() in registered:
+            catalog.record_derivation(
+                full,
+                [f"{dataset}.{s}" for s in sources],
+                sql=sql.replace("{catalog}", dataset),
+                kind="generator",
+            )
     return tuple(names)
 
 
@@ -185,24 +205,7 @@ def generate(
             )
         try:
             with staged(parent, mod.NAME) as stage:
-                mark = time.perf_counter()
-                for gen in mod.build(params):
-                    rel = Path(gen.spec.schema) / gen.spec.name
-                    (stage / gen.spec.schema).mkdir(exist_ok=True)
-                    bar = bars(gen.spec, gen.expected_rows())
-                    try:
-                        rows = _common.write_delta_table(stage / rel, gen, bar)
-                    finally:
-                        bar.close()
-                    now = time.perf_counter()
-                    counts.append(
-                        TableCount(
-                            gen.spec.schema, gen.spec.name, rows, str(target / rel), now - mark
-                        )
-                    )
-                    del gen  # release the table before building the next one
-                    _common.release_memory()
-                    mark = time.perf_counter()
+                counts = _write_tables(mod, params, stage, target, bars)
         except SharelabError:
             raise
         except Exception as exc:
@@ -221,6 +224,30 @@ def generate(
         seconds=time.perf_counter() - started,
         registered=registered,
     )
+
+
+def _write_tables(
+    mod: ModuleType, params: Params, stage: Path, target: Path, bars: ProgressFactory
+) -> list[TableCount]:
+    """Build and write every table of ``mod`` into ``stage``; their counts name ``target`` paths."""
+    counts: list[TableCount] = []
+    mark = time.perf_counter()
+    for gen in mod.build(params):
+        rel = Path(gen.spec.schema) / gen.spec.name
+        (stage / gen.spec.schema).mkdir(exist_ok=True)
+        bar = bars(gen.spec, gen.expected_rows())
+        try:
+            rows = _common.write_delta_table(stage / rel, gen, bar)
+        finally:
+            bar.close()
+        now = time.perf_counter()
+        counts.append(
+            TableCount(gen.spec.schema, gen.spec.name, rows, str(target / rel), now - mark)
+        )
+        del gen  # release the table before building the next one
+        _common.release_memory()
+        mark = time.perf_counter()
+    return counts
 
 
 def export(

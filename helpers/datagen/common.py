@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -408,7 +408,7 @@ def write_delta_table(path: Path, gen: GeneratedTable, bar: Any) -> int:
         parts: Iterable[Iterable[pa.RecordBatch]] = [gen.table.to_batches()]
     else:
         parts = _chunks(gen.iter_batches(), STREAM_COMMIT_ROWS)
-    mode = "error"
+    mode: Literal["error", "append"] = "error"
     for part in parts:
         reader = pa.RecordBatchReader.from_batches(
             schema, _LockedIterator(_counting(part, bar, counter))

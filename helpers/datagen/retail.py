@@ -139,20 +139,56 @@ def _table(name: str, columns: dict[str, pa.Array]) -> GeneratedTable:
 
 
 def build(params: Params) -> Iterator[GeneratedTable]:
-    """Generate every table of the dataset, in :data:`TABLES` order."""
+    """Generate every table of the dataset, in :data:`TABLES` order (one step per table)."""
     scale = SCALES[params.scale]
-    start_ts = params.start_day * SECONDS_PER_DAY
+    stores, store_bias = _stores(params, scale)
+    yield stores
+    products, base_cents = _products(params, scale)
+    yield products
+    customers, cu_seg = _customers(params, scale)
+    yield customers
+    promotions, promo = _promotions(params, scale)
+    yield promotions
+
+    # orders and items in a sub-generator: its arrays are freed before the inventory is streamed;
+    # it returns the units sold per (snapshot window, store, product), which drive the inventory
+    sold = yield from _orders_and_items(
+        params,
+        scale,
+        store_bias,
+        cu_seg,
+        base_cents,
+        promo.start,
+        promo.end,
+        promo.discount,
+    )
+
+    # ---- inventory snapshots: streamed one day at a time ---------------------------------------
+    yield GeneratedTable(
+        spec=_SPEC["inventory_snapshots"],
+        schema=INVENTORY_SCHEMA,
+        batches=_inventory_batches(params, scale.stores, scale.products, sold),
+        num_rows=params.days * scale.stores * scale.products,
+    )
+
+
+def _cities() -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Names, latitudes and longitudes of the cities, region by region (6 per region)."""
     city_names = [c[0] for r in REGIONS for c in CITIES[r]]
     city_lat = np.array([c[1] for r in REGIONS for c in CITIES[r]])
     city_lon = np.array([c[2] for r in REGIONS for c in CITIES[r]])
+    return city_names, city_lat, city_lon
 
-    # ---- stores --------------------------------------------------------------------------------
+
+def _stores(params: Params, scale: RetailScale) -> tuple[GeneratedTable, np.ndarray]:
+    """The stores table, and each store's sales bias."""
+    city_names, city_lat, city_lon = _cities()
     r = _rng(params, "stores")
     n_st = scale.stores
     st_region = r.integers(0, 3, n_st)
     st_city = st_region * 6 + r.integers(0, 6, n_st)
     st_id = np.arange(1, n_st + 1, dtype=np.int64)
-    yield _table(
+    table = _table(
         "stores",
         {
             "store_id": pa.array(st_id),
@@ -165,8 +201,11 @@ def build(params: Params) -> Iterator[GeneratedTable]:
         },
     )
     store_bias = r.uniform(0.5, 1.5, n_st)
+    return table, store_bias
 
-    # ---- products ------------------------------------------------------------------------------
+
+def _products(params: Params, scale: RetailScale) -> tuple[GeneratedTable, np.ndarray]:
+    """The products table, and each product's base price in cents."""
     r = _rng(params, "products")
     n_pr = scale.products
     cats = list(CATEGORIES)
@@ -186,7 +225,7 @@ def build(params: Params) -> Iterator[GeneratedTable]:
     )
     base_cents = np.maximum(base_cents, 1).astype(np.int64)
     pr_id = np.arange(1, n_pr + 1, dtype=np.int64)
-    yield _table(
+    table = _table(
         "products",
         {
             "product_id": pa.array(pr_id),
@@ -203,14 +242,19 @@ def build(params: Params) -> Iterator[GeneratedTable]:
             "base_price": money(base_cents),
         },
     )
+    return table, base_cents
 
-    # ---- customers -----------------------------------------------------------------------------
+
+def _customers(params: Params, scale: RetailScale) -> tuple[GeneratedTable, np.ndarray]:
+    """The customers table, and each customer's segment."""
+    city_names = _cities()[0]
+    start_ts = params.start_day * SECONDS_PER_DAY
     r = _rng(params, "customers")
     n_cu = scale.customers
     cu_seg = weighted_choice(r, SEGMENT_WEIGHTS, n_cu)
     cu_region = r.integers(0, 3, n_cu)
     signup = start_ts - r.integers(30 * SECONDS_PER_DAY, 1460 * SECONDS_PER_DAY, n_cu)
-    yield _table(
+    table = _table(
         "customers",
         {
             "customer_id": pa.array(np.arange(1, n_cu + 1, dtype=np.int64)),
@@ -220,9 +264,22 @@ def build(params: Params) -> Iterator[GeneratedTable]:
             "home_city": take_str(city_names, cu_region * 6 + r.integers(0, 6, n_cu)),
         },
     )
+    return table, cu_seg
 
-    # ---- promotions: ~25% of products get one, 5-14 days inside the window ---------------------
+
+@dataclass(frozen=True)
+class ProductPromotions:
+    """Each product's promotion (at most one): first and last day, discount (none: empty window, 0)."""
+
+    start: np.ndarray
+    end: np.ndarray
+    discount: np.ndarray
+
+
+def _promotions(params: Params, scale: RetailScale) -> tuple[GeneratedTable, ProductPromotions]:
+    """Promotions: ~25% of products get one, 5-14 days inside the window."""
     r = _rng(params, "promotions")
+    n_pr = scale.products
     promo_pr = np.flatnonzero(r.random(n_pr) < 0.25)
     n_pm = len(promo_pr)
     pm_start = params.start_day + r.integers(0, params.days, n_pm)
@@ -231,7 +288,7 @@ def build(params: Params) -> Iterator[GeneratedTable]:
     pm_type = r.integers(0, len(PROMO_TYPES), n_pm)
     pm_ids = unique_codes(r, n_pm, 8)
     order = np.lexsort((promo_pr, pm_start))
-    yield _table(
+    table = _table(
         "promotions",
         {
             "promo_id": pm_ids.take(pa.array(order)),
@@ -249,27 +306,7 @@ def build(params: Params) -> Iterator[GeneratedTable]:
     prod_promo_start[promo_pr] = pm_start
     prod_promo_end[promo_pr] = pm_end
     prod_promo_disc[promo_pr] = pm_disc
-
-    # orders and items in a sub-generator: its arrays are freed before the inventory is streamed;
-    # it returns the units sold per (snapshot window, store, product), which drive the inventory
-    sold = yield from _orders_and_items(
-        params,
-        scale,
-        store_bias,
-        cu_seg,
-        base_cents,
-        prod_promo_start,
-        prod_promo_end,
-        prod_promo_disc,
-    )
-
-    # ---- inventory snapshots: streamed one day at a time ---------------------------------------
-    yield GeneratedTable(
-        spec=_SPEC["inventory_snapshots"],
-        schema=INVENTORY_SCHEMA,
-        batches=_inventory_batches(params, n_st, n_pr, sold),
-        num_rows=params.days * n_st * n_pr,
-    )
+    return table, ProductPromotions(prod_promo_start, prod_promo_end, prod_promo_disc)
 
 
 def _orders_and_items(
@@ -286,9 +323,34 @@ def _orders_and_items(
 
     :returns: the units sold, by snapshot window (06:00 to 06:00), store and product.
     """
+    orders_table, orders = _orders(params, scale, store_bias, cu_seg)
+    yield orders_table
+    del orders_table  # written by now: hold no reference to it while the items are built
+    items, sales = _order_items(
+        params, orders, base_cents, prod_promo_start, prod_promo_end, prod_promo_disc
+    )
+    # free the order-level arrays before the items are written (peak memory of large scales)
+    del orders
+    yield items
+    return sales
+
+
+@dataclass(frozen=True)
+class _Orders:
+    """What the order items need of the orders (one entry per order, in time order)."""
+
+    ts: np.ndarray
+    day: np.ndarray
+    store: np.ndarray
+    discount: np.ndarray
+    ids: pa.Array
+
+
+def _orders(
+    params: Params, scale: RetailScale, store_bias: np.ndarray, cu_seg: np.ndarray
+) -> tuple[GeneratedTable, _Orders]:
+    """Orders: diurnal and weekend rhythm."""
     start_ts = params.start_day * SECONDS_PER_DAY
-    n_pr = len(base_cents)
-    # ---- orders: diurnal and weekend rhythm ----------------------------------------------------
     r = _rng(params, "orders")
     n_min = params.days * 1440
     minute = np.arange(n_min)
@@ -309,7 +371,7 @@ def _orders_and_items(
     )
     o_num = np.arange(1, n_or + 1, dtype=np.int64)
     o_ids = id_strings(f"O{params.seed}", o_num, 8)
-    yield _table(
+    table = _table(
         "orders",
         {
             "order_id": o_ids,
@@ -321,8 +383,27 @@ def _orders_and_items(
             "order_date": date_array(o_day),
         },
     )
+    return table, _Orders(ts=o_ts, day=o_day, store=o_store, discount=disc, ids=o_ids)
 
-    # ---- order items: Zipf-like product popularity, promotions applied --------------------------
+
+def _order_items(
+    params: Params,
+    orders: _Orders,
+    base_cents: np.ndarray,
+    prod_promo_start: np.ndarray,
+    prod_promo_end: np.ndarray,
+    prod_promo_disc: np.ndarray,
+) -> tuple[GeneratedTable, Sales]:
+    """Order items (Zipf-like product popularity, promotions applied) and the units they sold."""
+    o_ts, o_day, o_store, disc, o_ids = (
+        orders.ts,
+        orders.day,
+        orders.store,
+        orders.discount,
+        orders.ids,
+    )
+    n_or = len(o_ts)
+    n_pr = len(base_cents)
     r = _rng(params, "order_items")
     basket = weighted_choice(r, BASKET_WEIGHTS, n_or) + 1
     it_order = np.repeat(np.arange(n_or), basket)
@@ -355,19 +436,14 @@ def _orders_and_items(
     )
     # a sale between 06:00 on day d and 06:00 on day d+1 lowers the d+1 snapshot
     window = (o_ts[it_order] - SNAPSHOT_HOUR * 3600) // SECONDS_PER_DAY - params.start_day
-    keep = (window >= 0) & (window < params.days - 1)
-    order = np.argsort(window[keep], kind="stable")
+    in_window = (window >= 0) & (window < params.days - 1)
+    order = np.argsort(window[in_window], kind="stable")
     sales = Sales(
-        window=window[keep][order],
-        cell=(o_store[it_order] * len(base_cents) + it_prod)[keep][order].astype(np.int32),
-        qty=qty[keep][order].astype(np.int32),
+        window=window[in_window][order],
+        cell=(o_store[it_order] * len(base_cents) + it_prod)[in_window][order].astype(np.int32),
+        qty=qty[in_window][order].astype(np.int32),
     )
-    # free the order-level arrays before the items are written (peak memory of large scales)
-    del o_ts, o_day, o_store, o_cust, o_pay, disc, o_ids, it_order, it_prod, qty, it_day
-    del line, active, promo_disc, unit_cents, window, keep, order, basket, rank, first
-    del o_min, minute, day_of, weekend, rate, o_num
-    yield items
-    return sales
+    return items, sales
 
 
 @dataclass(frozen=True)

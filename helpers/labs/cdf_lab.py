@@ -133,6 +133,7 @@ class CdfLab:
             "the changes need the _change_type column: load them with load_table_changes_as_pandas",
         )
         expect(self._start_version is not None, "check c1 first")
+        assert self._start_version is not None  # expect() raised otherwise
         versions = pd.to_numeric(changes["_commit_version"])
         expect(
             len(changes) > 0,
@@ -180,7 +181,7 @@ def prepare(home: str | os.PathLike[str] | None = None) -> CdfLab:
     """The provider's preparation (idempotent): a CDF-enabled copy of the customers, shared WITH HISTORY."""
     from deltalake import DeltaTable, write_deltalake
 
-    from helpers.home import open_catalog
+    from helpers.catalog import open_catalog
     from helpers.provider import Provider
 
     setup.ensure_dataset("airline", home)

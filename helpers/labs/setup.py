@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from helpers.home import LabHome
 
@@ -43,8 +44,8 @@ def ensure_dataset(
     seed: int = 42,
 ) -> None:
     """Generate ``dataset`` unless the catalog already has its tables."""
+    from helpers.catalog import open_catalog
     from helpers.datagen import generate
-    from helpers.home import open_catalog
 
     catalog = open_catalog(home)
     if not catalog.list_tables(catalog=dataset):
@@ -63,46 +64,32 @@ def ensure_airline_topology(home: str | os.PathLike[str] | None = None) -> None:
             provider.sql(f"ALTER SHARE {share} ADD SCHEMA {schema} WITH HISTORY")
 
 
-def ensure_server(home: str | os.PathLike[str] | None = None) -> dict:
-    """The lab home's server, started on a free port if none runs (``SHARELAB_PORT`` picks the port)."""
-    from helpers import server
+def ensure_server(home: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The lab home's server (:func:`helpers.server.ensure_server`: started when none runs, on
+    ``$SHARELAB_PORT``, else 8080, else a free port)."""
+    from helpers.server.lifecycle import ensure_server as ensure
 
-    state = server.status(home)
-    if state:
-        return state
-    port = int(os.environ.get("SHARELAB_PORT", "0")) or _free_port()
-    return server.start(home, host="127.0.0.1", port=port)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return ensure(home)
 
 
 def issue_profile(
     recipient: str, home: str | os.PathLike[str] | None = None, *, name: str | None = None
 ) -> Path:
     """A fresh token for ``recipient`` written as a profile under the lab home's ``profiles/``."""
-    from helpers.catalog import profile_dict, write_profile
-    from helpers.home import open_catalog
+    from helpers import profiles
+    from helpers.catalog import open_catalog
 
     lab = lab_home(home)
     state = ensure_server(home)
     catalog = open_catalog(home)
     live = [t for t in catalog.list_tokens(recipient) if t.is_live()]
+    path = lab.profiles_dir / f"{name or recipient}.share"
     # Re-running a lab must not trip the two-live-tokens rule: past it, rotate instead of issuing.
     if len(live) >= 2:
         issued = catalog.rotate_token(recipient, expire_existing_in_seconds=0)
+        profiles.write_profile(path, profiles.profile_dict(state["endpoint"], issued))
     else:
-        issued = catalog.issue_token(recipient)
-    path = lab.profiles_dir / f"{name or recipient}.share"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        path.unlink()
-    write_profile(path, profile_dict(state["endpoint"], issued))
+        profiles.issue_profile(catalog, recipient, state["endpoint"], out=path)
     return path
 
 
@@ -116,7 +103,7 @@ def wait_for_audit(
     """Wait until the server's (batched) audit writer has recorded ``at_least`` such requests."""
     import time
 
-    from helpers.home import open_catalog
+    from helpers.catalog import open_catalog
 
     catalog = open_catalog(home)
     deadline = time.monotonic() + timeout

@@ -13,8 +13,12 @@ written. Here each part is computed from real state:
 - **quality** is measured on the Delta tables with DuckDB (row count, completeness, key uniqueness, validity
   rules as SQL expressions, freshness from the Delta commit timestamps) and kept with history;
 - **policies** are rules such as ``completeness >= 95%`` evaluated against those measurements, with evidence;
-- **lineage** links source tables, derived tables, shares, products and recipients, and **usage** comes from
-  the sharing server's audit log.
+- **lineage** links source tables, derived tables (recorded in the catalog by the generators, ``CREATE TABLE
+  ... AS SELECT`` and :meth:`Mesh.record_derivation`), shares, products and recipients, and **usage** comes
+  from the sharing server's audit log;
+- **enforcement** below the mesh: publishing writes the access policy as the share's grant conditions (the
+  catalog refuses a plain ``GRANT`` that breaks it) and pins the share's tables at the published versions
+  (the server serves nothing newer).
 
 Mesh state lives in the catalog's SQLite file, in tables prefixed ``mesh_``, behind the catalog's one database
 layer. See ``docs/mesh.md``.
@@ -22,7 +26,9 @@ layer. See ``docs/mesh.md``.
 Modules: :mod:`.common` (constants, clock, names), :mod:`.models` (value types), :mod:`.store` (the mesh
 tables), :mod:`.delta` (reading Delta tables), :mod:`.compat` (schema compatibility), :mod:`.rules` (policy
 and validity rules), :mod:`.quality` (measuring a table), :mod:`.lineage` (graph and impact),
-:mod:`.report` (figures and HTML), :mod:`.facade` (the :class:`Mesh` API), :mod:`.cli` (``sharelab mesh``).
+:mod:`.retention` (retention vs the promised time-travel window), :mod:`.trends` (trend verdicts),
+:mod:`.report` and :mod:`.report_governance` (figures and HTML), :mod:`.facade` (the :class:`Mesh` API),
+:mod:`.cli` (``sharelab mesh``).
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from helpers.mesh.models import (
 )
 from helpers.mesh.report import trend_figure, usage_figure
 from helpers.mesh.rules import DEFAULT_POLICIES, METRICS, parse_rule
+from helpers.mesh.trends import trend_verdicts
 
 __all__ = [
     "COMPATIBILITY_MODES",
@@ -88,5 +95,6 @@ __all__ = [
     "compare_schemas",
     "parse_rule",
     "trend_figure",
+    "trend_verdicts",
     "usage_figure",
 ]

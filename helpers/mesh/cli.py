@@ -1,4 +1,5 @@
-"""``sharelab mesh ...``: the data mesh from the command line (report, products, check, lineage).
+"""``sharelab mesh ...``: the data mesh from the command line (report, products, check, lineage,
+violations, trends).
 
 The command line reads the mesh; building it (domains, products, policies, publishing) reads best in a
 notebook through :class:`helpers.mesh.Mesh`.
@@ -79,9 +80,30 @@ def _check(args: argparse.Namespace) -> int:
 def _lineage(args: argparse.Namespace) -> int:
     impact = _mesh(args).impact(args.table)
     print(impact.summary())
+    print()
+    _print(impact.to_frame(), "nothing depends on it")
+    consumers = impact.consumers()
+    if len(consumers):
+        print()
+        _print(consumers, "")
     if len(impact.usage):
         print()
         _print(impact.usage, "")
+    return 0
+
+
+def _violations(args: argparse.Namespace) -> int:
+    bad = _mesh(args).access_violations(args.product)
+    frame = pd.DataFrame(
+        [(v.share, v.recipient, v.policy, v.reason) for v in bad],
+        columns=["share", "recipient", "policy", "reason"],
+    )
+    _print(frame, "no grant violates a product's policies")
+    return 3 if bad else 0
+
+
+def _trends(args: argparse.Namespace) -> int:
+    _print(_mesh(args).quality_trends(args.product), "fewer than two measurements yet")
     return 0
 
 
@@ -89,7 +111,7 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     """Add ``mesh`` and its subcommands to the ``sharelab`` parser."""
     mesh = subparsers.add_parser(
         "mesh",
-        help="data mesh: report, products, domains, compliance check, lineage",
+        help="data mesh: report, products, domains, compliance check, lineage, violations, trends",
         description="Inspect the data mesh of the lab home (build it with helpers.mesh.Mesh).",
     )
     sub = mesh.add_subparsers(dest="mesh_command", metavar="SUBCOMMAND")
@@ -134,3 +156,14 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     p.add_argument("table")
     p.set_defaults(func=_lineage)
+
+    p = sub.add_parser(
+        "violations",
+        help="grants that a product's access or pii policy no longer allows (exit 3 when any)",
+    )
+    p.add_argument("product", nargs="?", help="one product (default: every product)")
+    p.set_defaults(func=_violations)
+
+    p = sub.add_parser("trends", help="quality trends with a verdict (improving/degrading/stable)")
+    p.add_argument("product", nargs="?", help="one product (default: every product)")
+    p.set_defaults(func=_trends)

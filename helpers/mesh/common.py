@@ -23,6 +23,8 @@ PII_TAG = "pii"
 #: Audit actions that count as a recipient reading a table (the server's names, lower case): a snapshot
 #: query or a change-data-feed query; file downloads are parts of those reads, not reads of their own.
 READ_ACTIONS = ("querytable", "querytablechanges")
+#: The author (``set_by``) of the grant conditions and version pins the mesh writes into the catalog.
+SET_BY = "mesh"
 
 
 class MeshPolicyWarning(UserWarning):

@@ -23,12 +23,18 @@ class SLA:
 
     :param freshness_hours: the newest commit of every output table is at most this old.
     :param completeness_pct: every output table is at least this complete (non-null share of required cells).
-    :param availability_pct: at least this share of the server's requests for the product succeed (audit log).
+    :param availability_pct: at least this share of the server's requests for the product are answered
+        without a server error (5xx), over the last ``availability_window_days`` of the audit log.
+    :param availability_window_days: the window availability is measured over.
+    :param time_travel_days: how far back consumers may read the product's history (time travel, change
+        data feed); None promises none. The ``retention`` metric checks the tables keep that long.
     """
 
     freshness_hours: float = 24.0
     completeness_pct: float = 95.0
     availability_pct: float = 99.0
+    availability_window_days: float = 30.0
+    time_travel_days: float | None = None
 
     def __post_init__(self) -> None:
         if not self.freshness_hours > 0:
@@ -39,6 +45,14 @@ class SLA:
             value = getattr(self, name)
             if not 0 <= value <= 100:
                 raise InvalidArgumentError(f"SLA {name} must be between 0 and 100, got {value}")
+        if not self.availability_window_days > 0:
+            raise InvalidArgumentError(
+                f"SLA availability_window_days must be > 0, got {self.availability_window_days}"
+            )
+        if self.time_travel_days is not None and not self.time_travel_days >= 0:
+            raise InvalidArgumentError(
+                f"SLA time_travel_days must be >= 0 (or None), got {self.time_travel_days}"
+            )
 
     @classmethod
     def from_value(cls, value: SLA | Mapping[str, Any] | None) -> SLA:
@@ -46,19 +60,26 @@ class SLA:
             return cls()
         if isinstance(value, SLA):
             return value
-        unknown = set(value) - {"freshness_hours", "completeness_pct", "availability_pct"}
+        fields_ = set(cls.__dataclass_fields__)
+        unknown = set(value) - fields_
         if unknown:
             raise InvalidArgumentError(
-                f"unknown SLA field(s) {sorted(unknown)}; use freshness_hours, completeness_pct, "
-                "availability_pct"
+                f"unknown SLA field(s) {sorted(unknown)}; use {', '.join(sorted(fields_))}"
             )
-        return cls(**{k: float(v) for k, v in value.items()})
+        try:
+            nums = {k: float(v) for k, v in value.items() if k != "time_travel_days"}
+            travel = value.get("time_travel_days")
+            return cls(**nums, time_travel_days=None if travel is None else float(travel))
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"SLA values must be numbers: {exc}") from None
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float | None]:
         return {
             "freshness_hours": self.freshness_hours,
             "completeness_pct": self.completeness_pct,
             "availability_pct": self.availability_pct,
+            "availability_window_days": self.availability_window_days,
+            "time_travel_days": self.time_travel_days,
         }
 
 

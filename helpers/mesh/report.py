@@ -23,12 +23,13 @@ from helpers.mesh.models import (
     ProductVersion,
     Subscription,
 )
+from helpers.mesh.report_governance import GovernanceSource, governance_sections
 
 if TYPE_CHECKING:
     from helpers.home import LabHome
 
 
-class ReportSource(Protocol):
+class ReportSource(GovernanceSource, Protocol):
     """What the report reads from a mesh (:class:`~helpers.mesh.Mesh` provides it)."""
 
     @property
@@ -188,7 +189,14 @@ def render_report(mesh: ReportSource, now: datetime, measure: bool) -> str:
     parts.append(_table_html(usage, "no reads yet"))
     parts.append("<h2>Subscriptions</h2>")
     parts.append(_subscriptions_table(subs))
-    parts.append("<h2>Lineage</h2>" + _table_html(mesh.lineage().to_frame()))
+    parts += governance_sections(
+        mesh,
+        products,
+        now,
+        _table_html,
+        lambda fig: _img(_png(fig), "lineage"),
+    )
+    parts.append("<h3>Lineage edges</h3>" + _table_html(mesh.lineage().to_frame()))
     events = mesh.events().tail(30)
     parts.append("<h2>Recent mesh events</h2>" + _table_html(events))
     body = "\n".join(parts)

@@ -17,7 +17,16 @@ METRICS: dict[str, tuple[str, str]] = {
     "validity": ("%", "lowest pass rate of any validity rule"),
     "freshness_hours": ("h", "hours since the last commit of the stalest output table"),
     "row_count": ("rows", "rows of the smallest output table"),
-    "availability": ("%", "share of the server's requests on the product's share that succeeded"),
+    "availability": (
+        "%",
+        "share of the server's requests on the product's share answered without a 5xx, over the "
+        "SLA's availability window",
+    ),
+    "time_travel_covered": (
+        "bool",
+        "every output table keeps the promised time-travel window (retention and VACUUM history)",
+    ),
+    "retention_hours": ("h", "smallest effective retention of an output table"),
     "pii_columns_external": (
         "columns",
         "columns tagged pii in the product's tables times external recipients granted the share",
@@ -85,6 +94,14 @@ DEFAULT_POLICIES: tuple[Policy, ...] = (
         "mandatory",
         {},
         "No column tagged pii is shared with a recipient whose property external=true.",
+    ),
+    Policy(
+        "time-travel-window",
+        "time_travel_covered == true",
+        "mandatory",
+        {},
+        "Tables keep the history the product promises (SLA time_travel_days): VACUUM and log "
+        "retention cover the window and its oldest version is still readable.",
     ),
     Policy(
         "documented",

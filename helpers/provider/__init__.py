@@ -21,6 +21,9 @@ The modules, in the order they build on each other:
 * :mod:`~helpers.provider.recipients`: recipients, tokens, activation links;
 * :mod:`~helpers.provider.engine`: table names → Delta tables, DuckDB reads, table metadata;
 * :mod:`~helpers.provider.writes`: ``INSERT`` / ``UPDATE`` / ``DELETE`` / ``MERGE`` via deltalake;
+* :mod:`~helpers.provider.ddl`: catalogs, schemas, managed tables; :mod:`~helpers.provider.maintenance`:
+  ``TRUNCATE``, ``OPTIMIZE``, ``VACUUM``, ``RESTORE``, ``SET``; :mod:`~helpers.provider.audit_view`: the
+  audit log in Databricks' shape;
 * :mod:`~helpers.provider.executor`: parsed statement → method, scripts;
 * :mod:`~helpers.provider.cli` (``sharelab sql``) and :mod:`~helpers.provider.magic` (``%%sharelab``).
 """

@@ -137,6 +137,10 @@ class ControlPlane(ProviderBase):
                             "via_schema": entry.source,
                         }
                     )
+        from helpers.catalog.views import view_store
+        from helpers.provider.views import share_view_rows
+
+        rows += share_view_rows(view_store(self.catalog), share)  # views (helpers.provider.views)
         columns = [
             "name",
             "type",

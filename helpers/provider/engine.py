@@ -17,6 +17,7 @@ import pandas as pd
 
 from helpers.catalog import TableInfo, parse_delta_path
 from helpers.exceptions import InvalidArgumentError, NotADeltaTableError, NotFoundError
+from helpers.provider.audit_view import audit_arrow, audit_pandas, source_lookup
 from helpers.provider.base import ProviderBase
 from helpers.provider.frames import (
     arrow_to_pandas,
@@ -62,10 +63,11 @@ class DataEngine(ProviderBase):
                 "data_type": type_name(f.type),
                 "nullable": bool(f.nullable),
                 "partition": f.name.lower() in partitions,
+                "comment": dict(f.metadata or {}).get("comment"),
             }
             for f in dt.schema().fields
         ]
-        return rows_frame(rows, ["col_name", "data_type", "nullable", "partition"])
+        return rows_frame(rows, ["col_name", "data_type", "nullable", "partition", "comment"])
 
     def history(self, table: str, limit: int | None = None) -> pd.DataFrame:
         """``DESCRIBE HISTORY t [LIMIT n]``: newest version first, Databricks' columns."""
@@ -173,7 +175,7 @@ class DataEngine(ProviderBase):
 
     def audit(self) -> pd.DataFrame:
         """``SELECT * FROM system.access.audit``: the sharing server's requests."""
-        return self.catalog.audit_frame()
+        return audit_pandas(self.catalog.audit_frame(), source_lookup(self.catalog))
 
     # ------------------------------------------------------------------------------------------
     # Engine
@@ -369,7 +371,8 @@ class DataEngine(ProviderBase):
         if len(parts) == 1 and parts[0].lower() in ctes:
             return None, ""
         if [p.lower() for p in parts] == list(_AUDIT_NAME):
-            return self.catalog.audit_frame(), "system.access.audit"
+            audit = audit_arrow(self.catalog.audit_frame(), source_lookup(self.catalog))
+            return audit, "system.access.audit"
         version = table.args.get("version")
         version_value: Any = None
         if version is not None:

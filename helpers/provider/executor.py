@@ -13,9 +13,11 @@ import pandas as pd
 
 from helpers.exceptions import SharelabError, SqlParseError
 from helpers.provider.control import ControlPlane
+from helpers.provider.ddl import DDL_HANDLERS
 from helpers.provider.frames import status_frame
+from helpers.provider.maintenance import MAINTENANCE_HANDLERS, Maintenance
 from helpers.provider.recipients import Recipients
-from helpers.provider.writes import DataWrites
+from helpers.provider.views import VIEW_HANDLERS, ViewStatements
 from helpers.sql import (
     AlterRecipientRevokeTokens,
     AlterRecipientRotateToken,
@@ -51,7 +53,7 @@ from helpers.sql import (
 )
 
 
-class StatementRunner(ControlPlane, Recipients, DataWrites):
+class StatementRunner(ControlPlane, Recipients, Maintenance, ViewStatements):
     """Every method a statement maps to, and the SQL entry points :meth:`sql` / :meth:`sql_all`."""
 
     def sql(self, text: str) -> pd.DataFrame:
@@ -127,6 +129,9 @@ _HANDLERS: dict[type[Statement], _Handler] = {
     ShowTblProperties: lambda p, s: p.show_tblproperties(s.name),
     DataStatement: lambda p, s: p.run_data_statement(s),
 }
+_HANDLERS.update(VIEW_HANDLERS)  # views and IP access lists (helpers.provider.views)
+_HANDLERS.update(DDL_HANDLERS)  # catalogs, schemas, managed tables (helpers.provider.ddl)
+_HANDLERS.update(MAINTENANCE_HANDLERS)  # TRUNCATE, OPTIMIZE, VACUUM, RESTORE, SET
 
 
 def execute(provider: StatementRunner, statement: Statement) -> pd.DataFrame:

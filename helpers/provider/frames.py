@@ -68,6 +68,14 @@ _TYPE_NAMES = {
 def type_name(delta_type: object) -> str:
     """A Delta column type as Databricks names it (``int``, ``bigint``, ...)."""
     raw = getattr(delta_type, "type", None)
+    if raw == "array":
+        return f"array<{type_name(getattr(delta_type, 'element_type', None))}>"
+    if raw == "map":
+        key, value = getattr(delta_type, "key_type", None), getattr(delta_type, "value_type", None)
+        return f"map<{type_name(key)},{type_name(value)}>"
+    if raw == "struct":
+        fields = getattr(delta_type, "fields", [])
+        return "struct<" + ",".join(f"{f.name}:{type_name(f.type)}" for f in fields) + ">"
     if isinstance(raw, str):
         return _TYPE_NAMES.get(raw, raw)
     return str(delta_type)

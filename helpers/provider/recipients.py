@@ -204,6 +204,10 @@ class Recipients(ProviderBase):
                     f"{token.status}",
                 )
             )
+        from helpers.catalog.views import view_store
+        from helpers.provider.views import ip_access_rows
+
+        info += ip_access_rows(view_store(self.catalog), recipient.id)
         if self.catalog.activation_pending(recipient.name):
             code = self._known_code(recipient.name)
             if code is not None:

@@ -22,12 +22,21 @@ from starlette.routing import Route
 from helpers import __version__
 from helpers.catalog import Recipient
 from helpers.home import LabHome
-from helpers.server.audit import AuditInfo, audit_event
-from helpers.server.errors import error_response, not_found, to_api_error
-from helpers.server.limits import DEFAULT_PREFIX, DEFAULT_URL_TTL_SECONDS
+from helpers.server.audit import AuditInfo
+from helpers.server.errors import ApiError, error_response, not_found, to_api_error
+from helpers.server.guard import check_throttle, client_address, read_body, record
+from helpers.server.limits import DEFAULT_PREFIX, DEFAULT_URL_TTL_SECONDS, ServerLimits
 from helpers.server.ndjson import NDJSON, ndjson_response
-from helpers.server.params import check_fileidhash, parse_capabilities, parse_json_body
+from helpers.server.pages import CA_ROUTE, activation_page, ca_response, wants_html
+from helpers.server.params import (
+    check_fileidhash,
+    echo_capabilities,
+    parse_capabilities,
+    parse_json_body,
+)
 from helpers.server.service import SharingService
+from helpers.server.workshop import BOARD_ROUTE, PROGRESS_ROUTE, board_page, report_progress
+from helpers.tls import TlsFiles
 
 __all__ = ["create_app"]
 
@@ -61,12 +70,13 @@ def _endpoint(
             response = await run(request, info)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error
             err = to_api_error(exc)
-            svc.audit.put(audit_event(request, info, err.status, started))
+            # the row is committed before the answer (group commit): a client never holds an unaudited one
+            await record(svc.audit, request, info, err.status, started, failure=info.failed)
             return error_response(err, head=head)
         if isinstance(response, StreamingResponse):
             _audit_when_streamed(svc, request, info, response, started)
         else:
-            svc.audit.put(audit_event(request, info, response.status_code, started))
+            await record(svc.audit, request, info, response.status_code, started)
         return response
 
     return endpoint
@@ -79,7 +89,8 @@ def _audit_when_streamed(
     response: StreamingResponse,
     started: float,
 ) -> None:
-    """Audit a streamed response once its body is sent (status 500 when the stream fails)."""
+    """Audit a streamed response when its body has been produced, before the stream ends (the last,
+    empty chunk of the response is sent after the row is committed; status 500 when the stream fails)."""
     inner = response.body_iterator
 
     async def audited() -> AsyncIterator[Any]:
@@ -91,7 +102,7 @@ def _audit_when_streamed(
             status = 500
             raise
         finally:
-            svc.audit.put(audit_event(request, info, status, started))
+            await record(svc.audit, request, info, status, started)
 
     response.body_iterator = audited()
 
@@ -100,8 +111,15 @@ def _recipient_endpoint(svc: SharingService, action: str, fn: RecipientRoute) ->
     """A protocol route: ``Authorization: Bearer <token>`` is checked first."""
 
     async def run(request: Request, info: AuditInfo) -> Response:
-        recipient = await run_in_threadpool(svc.authenticate, request)
+        check_throttle(svc.throttle, request)
+        try:
+            recipient = await run_in_threadpool(svc.authenticate, request, info)
+        except ApiError as exc:
+            if exc.status == 401:
+                svc.throttle.failed(client_address(request))
+            raise
         info.recipient = recipient.name
+        await run_in_threadpool(svc.check_address, request, recipient)  # IP access list (403)
         return await fn(svc, request, info, recipient)
 
     return _endpoint(svc, action, run)
@@ -194,7 +212,7 @@ async def metadata(
 
 
 async def query(svc: SharingService, request: Request, info: AuditInfo, r: Recipient) -> Response:
-    body = parse_json_body(await request.body())
+    body = parse_json_body(await read_body(request, svc.limits.max_body_bytes))
     caps = parse_capabilities(request.headers.get("delta-sharing-capabilities"))
     fh = check_fileidhash(request)
     if fh:
@@ -202,7 +220,7 @@ async def query(svc: SharingService, request: Request, info: AuditInfo, r: Recip
     headers, lines = await run_in_threadpool(
         svc.query, request, r, _names(request), body, caps, info
     )
-    return ndjson_response(headers, lines)
+    return ndjson_response(echo_capabilities(headers, caps), lines)
 
 
 async def changes(svc: SharingService, request: Request, info: AuditInfo, r: Recipient) -> Response:
@@ -214,7 +232,7 @@ async def changes(svc: SharingService, request: Request, info: AuditInfo, r: Rec
     headers, lines = await run_in_threadpool(
         svc.changes, request, r, _names(request), params, caps, info
     )
-    return ndjson_response(headers, lines)
+    return ndjson_response(echo_capabilities(headers, caps), lines)
 
 
 async def download(svc: SharingService, request: Request, info: AuditInfo) -> Response:
@@ -228,13 +246,28 @@ async def download(svc: SharingService, request: Request, info: AuditInfo) -> Re
         info,
         q.get("rcp") or "",
     )
+    await run_in_threadpool(svc.check_address, request, info.recipient)  # IP access list (403)
     info.num_files = 1
     return _BigChunkFileResponse(path, media_type="application/octet-stream")
 
 
 async def activation(svc: SharingService, request: Request, info: AuditInfo) -> Response:
-    body = await run_in_threadpool(svc.activate, request, request.path_params["code"], info)
+    if wants_html(request) and request.query_params.get("download") != "1":
+        # a browser: a page that explains (and does not burn the one-time link)
+        link = str(request.url.replace(query=""))
+        return activation_page(link, getattr(request.app.state, "tls", None))
+    check_throttle(svc.throttle, request)
+    try:
+        body = await run_in_threadpool(svc.activate, request, request.path_params["code"], info)
+    except ApiError:
+        svc.throttle.failed(client_address(request))  # an unknown or used code: a guess, maybe
+        info.failed = True
+        raise
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+async def lab_ca(request: Request) -> Response:
+    return ca_response(getattr(request.app.state, "tls", None))
 
 
 def _routes(svc: SharingService) -> list[Route]:
@@ -247,6 +280,10 @@ def _routes(svc: SharingService) -> list[Route]:
     version_endpoint = protocol("getTableVersion", table_version)
     return [
         Route("/health", health, methods=["GET", "HEAD"]),
+        Route(CA_ROUTE, lab_ca, methods=["GET"]),
+        Route(PROGRESS_ROUTE, protocol("reportProgress", report_progress), methods=["POST"]),
+        Route(BOARD_ROUTE, board_page, methods=["GET"]),
+        Route(BOARD_ROUTE + ".json", board_page, methods=["GET"]),
         Route(p + "/shares", protocol("listShares", list_shares), methods=["GET"]),
         Route(p + "/shares/{share}", protocol("getShare", get_share), methods=["GET"]),
         Route(
@@ -318,6 +355,8 @@ def create_app(
     public_url: str | None = None,
     prefix: str = DEFAULT_PREFIX,
     url_ttl_seconds: int = DEFAULT_URL_TTL_SECONDS,
+    tls: TlsFiles | None = None,
+    limits: ServerLimits | None = None,
 ) -> Starlette:
     """The Starlette application serving the lab home's catalog.
 
@@ -325,10 +364,15 @@ def create_app(
     :param public_url: base URL recipients use (``http://host:port``); default: the request's own.
     :param prefix: the protocol prefix.
     :param url_ttl_seconds: lifetime of signed file URLs.
+    :param tls: the certificate the server serves with (its CA is served at ``/lab-ca.pem`` and shown on
+        the activation page); None for plain HTTP.
+    :param limits: body size, throttling and audit retention (default: :class:`ServerLimits`'s defaults;
+        the connection limits are the ASGI server's, see :mod:`helpers.server.connections`).
     """
-    svc = SharingService(home, public_url, prefix, url_ttl_seconds)
+    svc = SharingService(home, public_url, prefix, url_ttl_seconds, limits)
     app = Starlette(routes=_routes(svc), lifespan=_lifespan(svc))
     app.add_exception_handler(404, _on_404)
     app.add_exception_handler(405, _on_405)
     app.state.service = svc
+    app.state.tls = tls
     return app

@@ -1,26 +1,55 @@
-"""The audit trail: what a handler learned about a request, and the background writer of audit rows.
+"""The audit trail: what a handler learned about a request, and the writer of audit rows.
 
-Requests never wait for SQLite: events are queued and written in batches on one thread
-(flushed on shutdown).
+Durability: a request's audit row is committed *before* its response is complete (for a stream: before
+its last chunk), so a client never holds a response whose row could still be lost (``kill -9``
+included). Rows are written by one thread in **group commits**: whatever queued while the previous
+commit ran is written in the next one, and every waiting request is released when its commit is done
+(:meth:`AuditWriter.record`). The catalog runs SQLite in WAL mode with ``synchronous = NORMAL``: a
+commit survives a crash of the server process; a power cut may lose the last commits.
+
+Repeated failures: from one client address, the first :data:`FAILURES_LOGGED_PER_WINDOW` failed
+authentications (401), throttled requests (429), refused activation codes and refused file URLs of a
+:data:`FAILURE_WINDOW_SECONDS` window get a row each; the rest of that window are counted in one row per
+(address, action, window) of the table ``audit_failure_summary`` (:func:`failure_summary`), so a flood
+of failures cannot grow the audit by more than a few rows a minute per address.
+
+Retention: rows older than :attr:`ServerLimits.audit_retention_days` (``SHARELAB_AUDIT_RETENTION_DAYS``,
+default 90, 0 keeps everything) are deleted at start-up and then hourly, from both tables.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any
 
 from starlette.requests import Request
 
-from helpers.catalog import AuditEvent, Catalog
+from helpers.catalog import AuditEvent, Catalog, clock
 
-__all__ = ["AuditInfo", "AuditWriter", "audit_event"]
+__all__ = [
+    "FAILURES_LOGGED_PER_WINDOW",
+    "FAILURE_WINDOW_SECONDS",
+    "AuditInfo",
+    "AuditWriter",
+    "FailureCounter",
+    "audit_event",
+    "ensure_audit_schema",
+    "failure_summary",
+]
 
 log = logging.getLogger("sharelab.server")
+
+FAILURE_WINDOW_SECONDS = 60.0
+FAILURES_LOGGED_PER_WINDOW = 5
+_COMPONENT = "server_audit"
+_PRUNE_EVERY_SECONDS = 3600.0
 
 
 @dataclass
@@ -39,6 +68,8 @@ class AuditInfo:
     has_predicate_hints: bool = False
     has_limit_hint: bool = False
     response_format: str | None = None
+    failed: bool = False
+    """A failure for the per-address aggregation even though its status is not 401/403/429."""
 
 
 def audit_event(request: Request, info: AuditInfo, status: int, started: float) -> AuditEvent:
@@ -65,63 +96,229 @@ def audit_event(request: Request, info: AuditInfo, status: int, started: float) 
     )
 
 
-class AuditWriter:
-    """Batches audit events on a background thread so requests never wait for SQLite."""
+# ======================================================================================== schema
+def _migrate_to_1(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE audit_failure_summary ("
+        " client_address TEXT NOT NULL,"
+        " action TEXT NOT NULL,"
+        " window_start REAL NOT NULL,"
+        " last_time REAL NOT NULL,"
+        " failures INTEGER NOT NULL,"
+        " status_code INTEGER,"
+        " recipient TEXT,"
+        " PRIMARY KEY (client_address, action, window_start))"
+    )
+    conn.execute("CREATE INDEX audit_failure_summary_time ON audit_failure_summary (last_time)")
 
-    def __init__(self, catalog: Catalog, batch_window: float = 0.05, max_batch: int = 500) -> None:
+
+def ensure_audit_schema(catalog: Catalog) -> None:
+    """Create the server's own audit table (component ``server_audit``) when missing."""
+    catalog.db.ensure_schema(_COMPONENT, {1: _migrate_to_1})
+
+
+def failure_summary(catalog: Catalog) -> list[dict[str, Any]]:
+    """The aggregated failures, oldest window first: address, action, window start/last time
+    (epoch seconds), failures counted beyond the individually logged ones, last status, recipient."""
+    ensure_audit_schema(catalog)
+    rows = catalog.db.read(
+        lambda conn: conn.execute(
+            "SELECT client_address, action, window_start, last_time, failures, status_code, recipient "
+            "FROM audit_failure_summary ORDER BY window_start, client_address, action"
+        ).fetchall()
+    )
+    return [dict(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class _Count:
+    """One failure counted in ``audit_failure_summary`` instead of its own audit row."""
+
+    address: str
+    action: str
+    window_start: float
+    when: float
+    status: int
+    recipient: str | None
+
+
+class FailureCounter:
+    """Decides, per client address and action, which failures get their own audit row.
+
+    :param per_window: failures logged individually per window; the rest are counted.
+    :param window: window length in seconds.
+    """
+
+    def __init__(
+        self, per_window: int = FAILURES_LOGGED_PER_WINDOW, window: float = FAILURE_WINDOW_SECONDS
+    ) -> None:
+        self.per_window = per_window
+        self.window = window
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def count(self, event: AuditEvent) -> _Count | None:
+        """None: log ``event`` as a row; else the summary increment that replaces it."""
+        now = time.time()
+        key = (event.client_address or "", event.action)
+        with self._lock:
+            start, n = self._seen.get(key, (now, 0))
+            if now - start >= self.window:
+                start, n = now, 0
+            self._seen[key] = (start, n + 1)
+            if len(self._seen) > 100_000:  # forget closed windows
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window}
+        if n < self.per_window:
+            return None
+        return _Count(key[0], event.action, start, now, event.status_code or 0, event.recipient)
+
+
+# ======================================================================================== writer
+_Item = tuple[AuditEvent | _Count, Callable[[], None] | None]
+
+
+class AuditWriter:
+    """Writes audit rows on one thread in group commits; :meth:`record` waits for its commit.
+
+    :param catalog: the catalog whose ``audit`` table receives the rows.
+    :param max_batch: most rows per commit.
+    :param retention_days: rows older than this are deleted (0 keeps them all).
+    """
+
+    def __init__(self, catalog: Catalog, max_batch: int = 1000, retention_days: float = 0) -> None:
         self._catalog = catalog
-        self._queue: queue.Queue[AuditEvent | object] = queue.Queue()
-        self._window = batch_window
+        self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._max = max_batch
+        self._retention = retention_days
         self._thread: threading.Thread | None = None
-        self._stop = object()
+        self._next_prune = 0.0
+        self.failures = FailureCounter()
+        ensure_audit_schema(catalog)
 
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="sharelab-audit", daemon=True)
             self._thread.start()
 
-    def put(self, event: AuditEvent) -> None:
-        self._queue.put(event)
+    def put(self, event: AuditEvent, done: Callable[[], None] | None = None) -> None:
+        """Queue ``event``; ``done()`` is called (on the writer thread) once it is committed."""
+        self._queue.put((event, done))
+
+    def put_failure(self, event: AuditEvent, done: Callable[[], None] | None = None) -> None:
+        """Queue a failure: its own row, or a count in the summary when the address repeats itself."""
+        counted = self.failures.count(event)
+        self._queue.put((event if counted is None else counted, done))
+
+    async def record(
+        self, event: AuditEvent, *, failure: bool = False, timeout: float = 5.0
+    ) -> None:
+        """Queue ``event`` and wait until it is committed (at most ``timeout`` seconds, then go on)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        committed = loop.create_future()
+
+        def done() -> None:
+            loop.call_soon_threadsafe(_resolve, committed)
+
+        if self._thread is None:  # not started (tests driving the app without its lifespan)
+            (self.put_failure if failure else self.put)(event)
+            return
+        (self.put_failure if failure else self.put)(event, done)
+        try:
+            await asyncio.wait_for(asyncio.shield(committed), timeout)
+        except TimeoutError:
+            log.warning("audit commit took more than %.0f s; answering anyway", timeout)
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            item = self._queue.get()
-            if item is self._stop:
+        while True:
+            self._prune_if_due()
+            try:
+                item = self._queue.get(timeout=60.0)
+            except queue.Empty:
+                continue
+            if item is None:
                 break
             batch = [item]
-            deadline = time.monotonic() + self._window
-            while len(batch) < self._max:
+            stopping = False
+            while len(batch) < self._max:  # group commit: everything that queued meanwhile
                 try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is self._stop:
+                if nxt is None:
                     stopping = True
                     break
-                batch.append(item)
+                batch.append(nxt)
             self._write(batch)
-        rest = []
+            if stopping:
+                break
+        rest: list[_Item] = []
         while True:  # drain whatever arrived after the stop marker
             try:
-                item = self._queue.get_nowait()
+                nxt = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not self._stop:
-                rest.append(item)
+            if nxt is not None:
+                rest.append(nxt)
         self._write(rest)
 
-    def _write(self, batch: list[AuditEvent | object]) -> None:
+    def _write(self, batch: list[_Item]) -> None:
         if not batch:
             return
-        try:  # only put() adds to the queue: every item but the stop marker is an AuditEvent
-            self._catalog.record_audit(cast("list[AuditEvent]", batch))
+        events = [e for e, _ in batch if isinstance(e, AuditEvent)]
+        counts = [c for c, _ in batch if isinstance(c, _Count)]
+        try:
+            with self._catalog.db.transaction() as conn:
+                if events:
+                    self._catalog.record_audit(events)
+                for c in counts:
+                    conn.execute(
+                        "INSERT INTO audit_failure_summary (client_address, action, window_start, "
+                        "last_time, failures, status_code, recipient) VALUES (?, ?, ?, ?, 1, ?, ?) "
+                        "ON CONFLICT (client_address, action, window_start) DO UPDATE SET "
+                        "failures = audit_failure_summary.failures + 1, last_time = excluded.last_time, "
+                        "status_code = excluded.status_code, "
+                        "recipient = COALESCE(excluded.recipient, audit_failure_summary.recipient)",
+                        (c.address, c.action, c.window_start, c.when, c.status, c.recipient),
+                    )
         except Exception:  # an audit failure must not take the server down
             log.exception("could not record %d audit events", len(batch))
+        for _, done in batch:
+            if done is not None:
+                done()
+
+    def _prune_if_due(self) -> None:
+        if self._retention <= 0 or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + _PRUNE_EVERY_SECONDS
+        try:
+            self.prune()
+        except Exception:  # noqa: BLE001 - retried at the next round
+            log.exception("could not delete old audit rows")
+
+    def prune(self) -> int:
+        """Delete the rows older than the retention period now; returns how many were deleted."""
+        if self._retention <= 0:
+            return 0
+        cutoff = clock.now() - self._retention * 86400
+
+        def body(conn: sqlite3.Connection) -> int:
+            n = conn.execute("DELETE FROM audit WHERE event_time < ?", (cutoff,)).rowcount
+            n += conn.execute(
+                "DELETE FROM audit_failure_summary WHERE last_time < ?", (cutoff,)
+            ).rowcount
+            return int(n)
+
+        return self._catalog.db.write(body)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._thread is not None:
-            self._queue.put(self._stop)
+            self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
+
+
+def _resolve(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from helpers.server.lifecycle import serve, start, status, stop
 from helpers.server.limits import DEFAULT_PORT
@@ -20,17 +21,53 @@ def _add_bind(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="base URL recipients use, written into profiles (e.g. http://lab:8080); default: http://HOST:PORT",
     )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS only, with a server certificate from the lab home's own CA (made once)",
+    )
+    p.add_argument(
+        "--cert", default=None, metavar="FILE", help="PEM certificate chain (implies --tls)"
+    )
+    p.add_argument("--key", default=None, metavar="FILE", help="PEM private key of --cert")
+    p.add_argument(
+        "--tls-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="one more host name or address for the lab CA's server certificate (repeatable)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="server processes on the one port (default: $SHARELAB_WORKERS, else min(2, CPU cores))",
+    )
+
+
+def _tls_kwargs(a: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "tls": bool(a.tls or a.cert),
+        "cert": a.cert,
+        "key": a.key,
+        "tls_names": tuple(a.tls_name),
+        "workers": a.workers,
+    }
 
 
 def _do_serve(a: argparse.Namespace) -> int:
-    serve(a.home, a.host, a.port, a.public_url)
+    serve(a.home, a.host, a.port, a.public_url, **_tls_kwargs(a))
     return 0
 
 
 def _do_start(a: argparse.Namespace) -> int:
-    state = start(a.home, a.host, a.port, a.public_url)
+    state = start(a.home, a.host, a.port, a.public_url, **_tls_kwargs(a))
     word = "already running" if state.get("already_running") else "started"
     print(f"server {word}: pid {state['pid']}, endpoint {state['endpoint']}")
+    tls = state.get("tls") or {}
+    if tls.get("ca_fingerprint"):
+        print(f"TLS: lab CA SHA-256 fingerprint {tls['ca_fingerprint']} (read it out to attendees)")
     return 0
 
 
@@ -48,6 +85,8 @@ def _do_status(a: argparse.Namespace) -> int:
     else:
         health = "healthy" if state.get("healthy") else "not answering"
         print(f"server running: pid {state['pid']}, endpoint {state['endpoint']} ({health})")
+        if (state.get("tls") or {}).get("ca_fingerprint"):
+            print(f"TLS: lab CA SHA-256 fingerprint {state['tls']['ca_fingerprint']}")
     return 0
 
 

@@ -28,11 +28,14 @@ log = logging.getLogger("sharelab.server")
 class ApiError(Exception):
     """An error answered as ``{"errorCode": code, "message": message}`` with ``status``."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 def bad_request(message: str, code: str = "INVALID_PARAMETER_VALUE") -> ApiError:
@@ -57,15 +60,18 @@ def to_api_error(exc: BaseException) -> ApiError:
         return ApiError(401, "UNAUTHENTICATED", str(exc))
     if isinstance(exc, SharelabError):
         return bad_request(str(exc))
+    if isinstance(exc, RecursionError):  # only nested input recurses that deep
+        return bad_request("The request nests too deeply", "MALFORMED_REQUEST")
     log.exception("internal error", exc_info=exc)
     return ApiError(500, "INTERNAL_ERROR", "Internal server error; the server log has the details")
 
 
 def error_response(err: ApiError, head: bool = False) -> Response:
     if head:
-        return Response(status_code=err.status)
+        return Response(status_code=err.status, headers=err.headers)
     return JSONResponse(
         {"errorCode": err.code, "message": err.message},
         status_code=err.status,
         media_type="application/json; charset=utf-8",
+        headers=err.headers,
     )

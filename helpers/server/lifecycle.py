@@ -4,6 +4,10 @@ One server per lab home: ``serve`` holds an exclusive ``flock`` on ``server/serv
 life and writes ``server/server.json`` (pid, host, port, endpoint) and ``server/server.pid``; both are
 removed when it exits (SIGTERM included). ``start`` spawns ``python -m helpers serve`` and waits until
 ``/health`` answers; :func:`ensure_server` is the one way notebooks and labs get a running server.
+
+With ``tls=True`` the server speaks HTTPS only (no plain-HTTP listener at all): the certificate comes from
+:func:`helpers.tls.prepare_tls` (the lab home's CA, or a given ``cert``/``key``), ``server.json`` gains a
+``tls`` object (CA path and SHA-256 fingerprint) and the endpoint and signed URLs are ``https://``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from helpers.exceptions import InvalidArgumentError, ServerError
 from helpers.home import LabHome
 from helpers.procs import free_port, pid_alive, spawn_and_wait
 from helpers.server.limits import DEFAULT_PORT, DEFAULT_PREFIX
+from helpers.server.workers import WORKERS_ENV, default_workers, supervise, worker_count
+from helpers.tls import TlsFiles, client_context, prepare_tls
 
 __all__ = ["PORT_ENV", "ensure_server", "serve", "server_port", "start", "status", "stop"]
 
@@ -105,18 +111,52 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _tls_names(host: str, public_url: str | None, extra: tuple[str, ...]) -> list[str]:
+    """Names the server certificate must cover beyond the machine's own: bind host, public URL host."""
+    import urllib.parse
+
+    names = list(extra)
+    if host not in ("0.0.0.0", "::", ""):
+        names.append(host)
+    if public_url:
+        names.append(urllib.parse.urlsplit(public_url).hostname or "")
+    return [n for n in names if n]
+
+
 def serve(
     home: HomeArg = None,
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     public_url: str | None = None,
+    *,
+    tls: bool = False,
+    cert: str | os.PathLike[str] | None = None,
+    key: str | os.PathLike[str] | None = None,
+    tls_names: tuple[str, ...] = (),
+    workers: int | None = None,
 ) -> None:
     """Run the server in the foreground until SIGINT/SIGTERM (one server per lab home).
 
+    :param workers: server processes accepting on the one port (default
+        :func:`~helpers.server.workers.default_workers`; see :mod:`helpers.server.workers`).
+
+    :param tls: serve HTTPS only, with the lab CA's server certificate or ``cert``/``key``
+        (``tls_names``: more names or addresses for the certificate).
     :raises ServerError: another server runs on this lab home, or the port is in use.
     """
     lab = _lab_home(home)
     public_url = _normalize_public_url(public_url)
+    n_workers = worker_count(workers) if workers is not None else default_workers()
+    os.environ[WORKERS_ENV] = str(n_workers)  # the app's shared state follows it (server.cluster)
+    tls = tls or cert is not None
+    if tls and public_url and not public_url.startswith("https://"):
+        raise InvalidArgumentError(
+            f"--public-url {public_url} must start with https:// when the server serves TLS"
+        )
+    files = None
+    if tls:
+        names = _tls_names(host, public_url, tls_names)
+        files = prepare_tls(lab.path, cert=cert, key=key, extra_names=names)
     lock_fd = _lock_home(lab)
     try:
         sock = _listen(host, port)
@@ -125,8 +165,9 @@ def serve(
         raise
     actual_port = sock.getsockname()[1]
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    base = public_url or f"http://{shown_host}:{actual_port}"
-    state = {
+    scheme = "https" if files else "http"
+    base = public_url or f"{scheme}://{shown_host}:{actual_port}"
+    state: dict[str, Any] = {
         "pid": os.getpid(),
         "host": host,
         "port": actual_port,
@@ -134,12 +175,14 @@ def serve(
         "endpoint": f"{base}{DEFAULT_PREFIX}/",
         "started_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "version": __version__,
+        "tls": files.as_state() if files else None,
+        "workers": n_workers,
     }
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        _run(lab, sock, state, public_url, base)
+        _run(lab, sock, state, public_url, base, files, n_workers)
     finally:
         sock.close()
         _cleanup_state(lab, os.getpid())
@@ -147,26 +190,38 @@ def serve(
 
 
 def _run(
-    lab: LabHome, sock: socket.socket, state: dict[str, Any], public_url: str | None, base: str
+    lab: LabHome,
+    sock: socket.socket,
+    state: dict[str, Any],
+    public_url: str | None,
+    base: str,
+    files: TlsFiles | None = None,
+    workers: int = 1,
 ) -> None:
-    """Write the state files and serve on ``sock`` until shut down."""
+    """Write the state files and serve on ``sock`` until shut down (in ``workers`` forked processes)."""
     import uvicorn
 
     from helpers.server.app import create_app
+    from helpers.server.connections import limited_protocol
+    from helpers.server.limits import ServerLimits
 
     state_file, pid_file, _log_file, _lock_file = _state_paths(lab)
-    app = create_app(lab, public_url=public_url)
+    limits = ServerLimits.from_env()
+    app = create_app(lab, public_url=public_url, tls=files, limits=limits)
     _write_json(state_file, state)
     pid_file.write_text(f"{os.getpid()}\n")
     config = uvicorn.Config(
         app,
-        http="h11",
+        http=limited_protocol(limits),  # h11 with a request-head timeout and a connection cap
+        h11_max_incomplete_event_size=limits.max_header_bytes,
         loop="asyncio",
         lifespan="on",
         timeout_keep_alive=30,
         access_log=False,
         log_level="info",
         backlog=2048,
+        ssl_certfile=str(files.cert) if files else None,
+        ssl_keyfile=str(files.key) if files else None,
     )
     server = uvicorn.Server(config)
     # uvicorn re-raises a captured SIGTERM once it has shut down; with the default handler the process
@@ -176,7 +231,21 @@ def _run(
         f"sharelab server for {lab.path} listening on {base} (endpoint {state['endpoint']})",
         flush=True,
     )
-    server.run(sockets=[sock])
+    if files is not None:
+        print(tls_banner(files), flush=True)
+    if workers > 1:
+        supervise(workers, lambda: server.run(sockets=[sock]))
+    else:
+        server.run(sockets=[sock])
+
+
+def tls_banner(files: TlsFiles) -> str:
+    """What the instructor reads out: the CA fingerprint and the attendees' one step."""
+    who = "lab CA" if files.ca else "certificate chain's root"
+    return (
+        f"TLS: {who} SHA-256 fingerprint {files.fingerprint}\n"
+        "     attendees: helpers.recipient.activate_with_ca(LINK, 'me.share', '<fingerprint>')"
+    )
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -203,14 +272,25 @@ def _cleanup_state(lab: LabHome, pid: int | None) -> None:
                 f.unlink()
 
 
-def _healthy(host: str, port: int, timeout: float = 1.0) -> bool:
+def _healthy(host: str, port: int, timeout: float = 1.0, tls: dict[str, Any] | None = None) -> bool:
+    """Whether ``/health`` answers 200 (over verified HTTPS with the lab CA when ``tls`` is given)."""
+    import ssl
     import urllib.request
 
     h = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
     if ":" in h:
         h = f"[{h}]"
+    ctx: ssl.SSLContext | None = None
+    if tls:
+        ctx = client_context(tls["ca"]) if tls.get("ca") else ssl.create_default_context()
+        if tls.get("ca") is None:  # a given certificate: its chain may not reach a root we hold
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+    scheme = "https" if tls else "http"
     try:
-        with urllib.request.urlopen(f"http://{h}:{port}/health", timeout=timeout) as resp:  # noqa: S310
+        with urllib.request.urlopen(  # noqa: S310
+            f"{scheme}://{h}:{port}/health", timeout=timeout, context=ctx
+        ) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False
@@ -234,11 +314,19 @@ def status(home: HomeArg = None) -> dict[str, Any] | None:
     if state is None:
         return None
     state = dict(state)
-    state["healthy"] = _healthy(str(state.get("host")), int(state.get("port", 0)))
+    state["healthy"] = _healthy(
+        str(state.get("host")), int(state.get("port", 0)), tls=state.get("tls")
+    )
     return state
 
 
-def _serve_command(lab: LabHome, host: str, port: int, public_url: str | None) -> list[str]:
+def _serve_command(
+    lab: LabHome,
+    host: str,
+    port: int,
+    public_url: str | None,
+    tls_args: tuple[str, ...] = (),
+) -> list[str]:
     cmd = [
         sys.executable,
         "-m",
@@ -253,7 +341,7 @@ def _serve_command(lab: LabHome, host: str, port: int, public_url: str | None) -
     ]
     if public_url:
         cmd += ["--public-url", public_url]
-    return cmd
+    return cmd + list(tls_args)
 
 
 def start(
@@ -262,8 +350,16 @@ def start(
     port: int = DEFAULT_PORT,
     public_url: str | None = None,
     timeout: float = 60.0,
+    *,
+    tls: bool = False,
+    cert: str | os.PathLike[str] | None = None,
+    key: str | os.PathLike[str] | None = None,
+    tls_names: tuple[str, ...] = (),
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Start the server in the background (idempotent) and wait until ``/health`` answers.
+
+    ``tls``, ``cert``, ``key``, ``tls_names`` and ``workers`` as for :func:`serve`.
 
     :returns: the server state (``server/server.json``).
     :raises ServerError: it could not start (the message quotes the end of ``server/server.log``).
@@ -282,11 +378,20 @@ def start(
 
     def ready() -> bool:
         state = lab.server_state()
-        return state is not None and _healthy(host, int(state["port"]), timeout=0.5)
+        return state is not None and _healthy(
+            host, int(state["port"]), timeout=0.5, tls=state.get("tls")
+        )
 
+    tls_args: list[str] = ["--tls"] if tls or cert else []
+    if cert is not None and key is not None:
+        tls_args += ["--cert", os.fspath(cert), "--key", os.fspath(key)]
+    for name in tls_names:
+        tls_args += ["--tls-name", name]
+    if workers is not None:
+        tls_args += ["--workers", str(worker_count(workers))]
     try:
         spawn_and_wait(
-            _serve_command(lab, host, port, public_url),
+            _serve_command(lab, host, port, public_url, tuple(tls_args)),
             ready=ready,
             timeout=timeout,
             log=log_file,

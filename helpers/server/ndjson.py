@@ -13,11 +13,13 @@ from typing import Any
 
 from starlette.responses import StreamingResponse
 
+from helpers.server.dv import with_signed_dv
 from helpers.server.protocol import FileLineTemplate
 
 __all__ = [
     "NDJSON",
     "RENDER_BATCH",
+    "DvLineRenderer",
     "Entry",
     "EntrySet",
     "LineRenderer",
@@ -84,6 +86,41 @@ class PresignedLineRenderer:
         """The lines of ``entries[i]`` for ``i`` in ``indexes``, joined (``cache`` is not used)."""
         sign, exp = self.sign, self.exp
         return "".join(entries[i][1].render(sign(entries[i][0]["path"]), exp) for i in indexes)
+
+
+class DvLineRenderer:
+    """Renders the delta-format lines of files with on-disk deletion vectors: each line is built afresh
+    with the DV descriptor pointing at its signed URL (:mod:`helpers.server.dv`); nothing is cached.
+
+    :param url_of: a log path (data or DV file) -> its signed URL.
+    :param exp: the URLs' expiry (epoch ms).
+    :param version: the version field of time-travel lines, else None.
+    :param timestamp: the timestamp field of time-travel lines, else None.
+    """
+
+    def __init__(
+        self,
+        url_of: Callable[[str], str],
+        exp: int,
+        version: int | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        self.url_of = url_of
+        self.exp = exp
+        self.version = version
+        self.timestamp = timestamp
+
+    def batch(self, entries: list[Entry], cache: list[str | None], indexes: Iterable[int]) -> str:
+        """The lines of ``entries[i]`` for ``i`` in ``indexes``, joined (``cache`` is not used)."""
+        out = []
+        for i in indexes:
+            add = entries[i][0]
+            action = with_signed_dv(add, self.url_of)
+            tmpl = FileLineTemplate.build(
+                "file", "delta", action, version=self.version, timestamp=self.timestamp
+            )
+            out.append(tmpl.render(self.url_of(add["path"]), self.exp))
+        return "".join(out)
 
 
 class EntrySet:

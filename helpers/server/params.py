@@ -21,6 +21,7 @@ __all__ = [
     "bool_param",
     "check_fileidhash",
     "choose_format",
+    "echo_capabilities",
     "int_param",
     "parse_capabilities",
     "parse_json_body",
@@ -85,6 +86,20 @@ def parse_capabilities(header: str | None) -> dict[str, list[str]]:
     return caps
 
 
+def echo_capabilities(headers: dict[str, str], caps: dict[str, list[str]]) -> dict[str, str]:
+    """``headers`` with ``delta-sharing-capabilities`` cut to what the client asked about: the response
+    format always, ``includeendstreamaction=true`` only when the request header asked for it (an
+    endStreamAction sent because of ``maxFiles`` or a refresh token is not advertised)."""
+    value = headers.get("delta-sharing-capabilities")
+    if value is None:
+        return headers
+    asked = "true" in caps.get("includeendstreamaction", [])
+    parts = [
+        p for p in value.split(";") if asked or not p.strip().lower().startswith("includeendstream")
+    ]
+    return {**headers, "delta-sharing-capabilities": ";".join(parts)}
+
+
 def check_fileidhash(request: Request) -> str | None:
     """The ``fileidhash`` header (``parquet`` | ``delta``, lower-cased) or None; a 400 for anything else."""
     fh = request.headers.get("fileidhash")
@@ -93,14 +108,70 @@ def check_fileidhash(request: Request) -> str | None:
     return fh.strip().lower() if fh else None
 
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting accepted in a request body (a predicate tree is capped at 100 levels of *its* JSON
+string; the body itself is flat)."""
+
+_BODY_TYPES: dict[str, tuple[type, ...]] = {
+    "pageToken": (str,),
+    "refreshToken": (str,),
+    "idempotencyKey": (str,),
+    "timestamp": (str,),
+    "predicateHints": (list,),
+    "jsonPredicateHints": (str, dict),
+    "includeRefreshToken": (bool, str),
+    "includeHistoricalProtocol": (bool, str),
+}
+"""Expected JSON types of the ``/query`` body fields that are not numbers (numbers: :func:`int_param`)."""
+
+
+def json_depth_exceeds(value: object, limit: int) -> bool:
+    """Whether ``value`` (parsed JSON) nests deeper than ``limit`` (iterative: no recursion)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def parse_json_body(raw: bytes) -> dict[str, Any]:
-    """A ``/query`` request body: a JSON object (empty body = ``{}``), else a 400 ``MALFORMED_REQUEST``."""
+    """A ``/query`` request body: a JSON object (empty body = ``{}``), else a 400 ``MALFORMED_REQUEST``.
+
+    Nesting deeper than :data:`MAX_JSON_DEPTH` and fields of the wrong JSON type are refused the same way.
+    """
     try:
         body = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        raise bad_request("The request body is not valid JSON", "MALFORMED_REQUEST") from None
+    except (ValueError, RecursionError):
+        raise bad_request(
+            "The request body is not valid JSON (or nests too deeply)", "MALFORMED_REQUEST"
+        ) from None
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object", "MALFORMED_REQUEST")
+    if json_depth_exceeds(body, MAX_JSON_DEPTH):
+        raise bad_request(
+            f"The request body nests deeper than {MAX_JSON_DEPTH} levels", "MALFORMED_REQUEST"
+        )
+    for key, types in _BODY_TYPES.items():
+        value = body.get(key)
+        if value is not None and not isinstance(value, types):
+            names = " or ".join(
+                {str: "a string", list: "a list", dict: "an object", bool: "a boolean"}[t]
+                for t in types
+            )
+            raise bad_request(
+                f"{key} must be {names}, got {type(value).__name__}", "MALFORMED_REQUEST"
+            )
+    hints = body.get("predicateHints")
+    if hints is not None and not all(isinstance(h, str) for h in hints):
+        raise bad_request("predicateHints must be a list of strings", "MALFORMED_REQUEST")
     return body
 
 

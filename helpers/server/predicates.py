@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -30,6 +30,7 @@ from typing import Any
 __all__ = [
     "Predicate",
     "apply_limit_hint",
+    "file_always_matches",
     "file_matches",
     "parse_json_predicate",
     "parse_stats",
@@ -376,12 +377,26 @@ def file_matches(predicate: Predicate | None, add: Mapping[str, Any]) -> bool:
         return True
 
 
+def file_always_matches(predicate: Predicate, add: Mapping[str, Any]) -> bool:
+    """Whether every row of a file provably satisfies ``predicate`` (False when unsure)."""
+    pv = add.get("partitionValues") or {}
+    view = FileView({k.lower(): v for k, v in pv.items()}, parse_stats(add.get("stats")))
+    try:
+        return predicate.outcomes(view) == T
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return False
+
+
 def apply_limit_hint(
-    files: Iterable[dict[str, Any]], limit: int | None
+    files: Iterable[dict[str, Any]],
+    limit: int | None,
+    counts: Callable[[dict[str, Any]], bool] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield files in order until their ``numRecords`` add up to ``limit`` (files without stats count 0).
 
-    With deletion vectors the DV cardinality is subtracted from ``numRecords``.
+    With deletion vectors the DV cardinality is subtracted from ``numRecords``. ``counts(add)`` says
+    whether a file's rows count towards the limit (with predicates: only files whose every row provably
+    matches, so no file that could hold a matching row is dropped for rows that do not match).
     """
     if limit is None:
         yield from files
@@ -391,6 +406,8 @@ def apply_limit_hint(
         if total >= limit:
             return
         yield add
+        if counts is not None and not counts(add):
+            continue
         stats = parse_stats(add.get("stats"))
         num = stats.get("numRecords") if stats else None
         if isinstance(num, int | float):

@@ -33,6 +33,10 @@ The grammar (``[]`` optional, ``|`` alternatives, ``{}`` any order)::
     SHOW TABLES [IN catalog[.schema]] | DESCRIBE [TABLE] table | DESCRIBE HISTORY table [LIMIT n]
     ALTER TABLE table SET TBLPROPERTIES (key = value, ...) | SHOW TBLPROPERTIES table
     SELECT ... | WITH ... | INSERT INTO ... | UPDATE ... | DELETE FROM ... | MERGE INTO ...
+
+Catalogs, schemas, managed tables (``CREATE TABLE name (columns)``, ``... AS SELECT``, ``DROP TABLE``,
+``ALTER TABLE ... ADD COLUMNS / RENAME TO / ALTER COLUMN ... COMMENT``) and table maintenance
+(``TRUNCATE``, ``OPTIMIZE``, ``VACUUM``, ``RESTORE``, ``SET``): :mod:`helpers.sql.ddl`.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from helpers.exceptions import SqlParseError
 from helpers.sql.cursor import TokenCursor, alternatives
+from helpers.sql.ddl import parse_ddl_statement
 from helpers.sql.dialect import sqlglot_dialect
 from helpers.sql.lexer import (
     EOF,
@@ -59,11 +60,15 @@ from helpers.sql.statements import (
     Statement,
     Use,
 )
+from helpers.sql.views import parse_view_statement
 
 if TYPE_CHECKING:
     from sqlglot.errors import ParseError
 
-_STATEMENT_STARTS = "CREATE, DROP, ALTER, SHOW, DESCRIBE, GRANT, REVOKE, SELECT, WITH, INSERT, UPDATE, DELETE or MERGE"
+_STATEMENT_STARTS = (
+    "CREATE, DROP, ALTER, SHOW, DESCRIBE, GRANT, REVOKE, SELECT, WITH, INSERT, UPDATE, DELETE, MERGE, "
+    "USE, COMMENT, TRUNCATE, OPTIMIZE, VACUUM, RESTORE or SET"
+)
 _DATA_KINDS = {
     "SELECT": "query",
     "WITH": "query",
@@ -99,6 +104,14 @@ class _Parser(TokenCursor):
             return self.data("query")
         if tok.kind != IDENT:
             raise self.error(_STATEMENT_STARTS)
+        view_statement = parse_view_statement(self)  # views and IP access lists (helpers.sql.views)
+        if view_statement is not None:
+            self.expect_end("end of statement (';' separates statements)")
+            return view_statement
+        # catalogs, schemas, managed tables, maintenance (helpers.sql.ddl)
+        ddl_statement = parse_ddl_statement(self, lambda i: self.data("query", i))
+        if ddl_statement is not None:
+            return ddl_statement
         word = tok.value.upper()
         if word in _DATA_KINDS:
             return self.data(_DATA_KINDS[word])
@@ -431,11 +444,11 @@ class _Parser(TokenCursor):
 
     # -- data statements -------------------------------------------------------------------------
 
-    def data(self, kind: str) -> DataStatement:
+    def data(self, kind: str, start: int = 0) -> DataStatement:
         import sqlglot
         from sqlglot.errors import ParseError, TokenError
 
-        first, last = self.tokens[0], self.tokens[-2]
+        first, last = self.tokens[start], self.tokens[-2]
         text = self.text[first.pos : last.end]
         try:
             trees = [t for t in sqlglot.parse(text, read=sqlglot_dialect()) if t is not None]
@@ -504,8 +517,13 @@ def parse(text: str) -> ParsedScript:
     """
     if not isinstance(text, str):
         raise SqlParseError(f"expected SQL text (a str), got {type(text).__name__}")
-    tokens = tokenize(text)
     lines = Lines(text)
+    if "\x00" in text:
+        line, col = lines.locate(text.index("\x00"))
+        raise SqlParseError(
+            f"the SQL text holds a NUL byte (line {line}, column {col}); remove it", expected="text"
+        )
+    tokens = tokenize(text)
     statements: list[Statement] = []
     texts: list[str] = []
     current: list[Token] = []
@@ -516,7 +534,14 @@ def parse(text: str) -> ParsedScript:
                 last = current[-1].end
                 end = Token(EOF, "", last, last, *lines.locate(last))
                 parser = _Parser(text, [*current, end], lines)
-                statements.append(parser.statement())
+                try:
+                    statements.append(parser.statement())
+                except RecursionError:
+                    raise SqlParseError(
+                        f"the statement at line {current[0].line} nests too deeply "
+                        f"({_snippet(text[current[0].pos :])}); write it with fewer nested levels",
+                        expected="a shallower expression",
+                    ) from None
                 texts.append(text[current[0].pos : current[-1].end])
             current = []
         else:

@@ -16,10 +16,6 @@ Refresh the committed reference outputs (after a change to a notebook or to the 
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -29,17 +25,12 @@ from helpers import server
 from helpers.batch import run_batch
 from helpers.notebook import REPO_ROOT as REPO
 from helpers.notebook import collect_key_figures
+from tests.support import free_port
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SANITIZE = Path(__file__).with_name("sanitize.cfg")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _reference_figures(name_prefix: str) -> dict:
@@ -122,6 +113,15 @@ def test_papermill_other_seed(tmp_path: Path) -> None:
     # Partition filters split the flights between the partners without loss or overlap.
     assert figures["07"]["partners_isolated"] is True
     assert sum(figures["07"]["partner_rows"].values()) == figures["03"]["flights"]
+    # Shared views: each partner its region's rows and its masking; the IP access list refuses 127.0.0.1.
+    assert params["10"] == {"use_delta_format": True}
+    assert figures["10"]["partners_isolated"] is True and figures["10"]["masking_ok"] is True
+    assert figures["10"]["ip_refused"] is True
+    assert figures["10"]["view_versions_moved"] == {
+        "partner_west_gold": False,
+        "partner_east_silver": True,
+        "partner_central_gold": False,
+    }
     assert (tmp_path / "run" / "summary.html").is_file()
 
     # Re-runnable in any order after their prerequisites: the provider changes the table again, the
@@ -146,3 +146,4 @@ def test_papermill_other_seed(tmp_path: Path) -> None:
     assert caught_up["type1_rows"] == changed["rows_after"]
     assert rerun("notebooks/02_*")["sales_team_tables"] == 10
     assert rerun("notebooks/04_*")["shares_visible"] == 2
+    assert rerun("notebooks/10_*")["partners_isolated"] is True

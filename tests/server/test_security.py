@@ -454,7 +454,9 @@ def test_concurrent_recipients_never_see_each_others_files(lab: SharingLab) -> N
             action = file.get("deltaSingleAction", {}).get("add", file)
             regions.add(action["partitionValues"]["region"])
             url = action.get("url") or action["path"]
-            recipients.update(parse_qs(urlsplit(url).query).get("rcp", []))
+            # rcp: the recipient's name, then (after a newline) the access key the URL is bound to
+            rcps = parse_qs(urlsplit(url).query).get("rcp", [])
+            recipients.update(r.partition("\n")[0] for r in rcps)
         return who, regions, recipients
 
     with ThreadPoolExecutor(8) as pool:

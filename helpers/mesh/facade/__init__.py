@@ -3,10 +3,11 @@
 - :mod:`.base`: the catalog, the mesh store, the event log and the lookups every concern reads;
 - :mod:`.products`: domains, products over shares, validity rules, column tags;
 - :mod:`.governance`: quality measurement and history, policies, compliance checks, SLA status;
-- :mod:`.publishing`: schema contract, version numbers, publishing;
+- :mod:`.enforcement`: grant conditions, grant violations and version pins written into the catalog;
+- :mod:`.publishing`: schema contract, version numbers, publishing (pins and conditions), major aliases;
 - :mod:`.subscriptions`: subscribing (one transaction with the catalog's grant) and unsubscribing;
 - :mod:`.discovery`: search and the product overview;
-- :mod:`.lineage`: derivations, usage from the audit log, the lineage graph and impact.
+- :mod:`.lineage`: derivations (in the catalog), usage from the audit log, the lineage graph and impact.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pandas as pd
 from helpers.catalog import Catalog, SharedTable, open_catalog
 from helpers.exceptions import InvalidArgumentError, NotFoundError, SharelabError
 from helpers.home import LabHome
-from helpers.mesh.common import iso, norm_location, resolve_now
+from helpers.mesh.common import SET_BY, iso, norm_location, resolve_now
 from helpers.mesh.models import Domain, Policy, Product, ProductVersion, Subscription, ValidityRule
 from helpers.mesh.store import MeshStore
 
@@ -60,6 +60,17 @@ class MeshBase:
         return pd.DataFrame(
             [tuple(r) for r in rows], columns=["event_time", "kind", "product", "subject", "detail"]
         )
+
+    # ---------------------------------------------------------------------------------- enforcement
+    def _governance_changed(self) -> None:
+        """A policy or a column tag changed: the enforcement concern rewrites the grant conditions."""
+
+    def _release_share(self, share: str) -> None:
+        """Drop the grant conditions and version pins the mesh set on ``share`` (product dropped)."""
+        self.catalog.set_grant_conditions(share, [], set_by=SET_BY)
+        for pin in self.catalog.table_pins(share):
+            if pin.set_by == SET_BY:
+                self.catalog.unpin_table_version(share, pin.alias)
 
     # ---------------------------------------------------------------------------------- domains
     def get_domain(self, name: str) -> Domain:

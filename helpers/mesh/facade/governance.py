@@ -33,7 +33,9 @@ from helpers.mesh.models import (
     quality_rows,
 )
 from helpers.mesh.quality import measure_table
+from helpers.mesh.retention import TableRetention, table_retention
 from helpers.mesh.rules import DEFAULT_POLICIES, METRICS, OPS, parse_rule
+from helpers.mesh.trends import trend_verdicts
 
 
 class GovernanceMixin(MeshBase):
@@ -140,10 +142,11 @@ class GovernanceMixin(MeshBase):
             self._event(con, "policy_set", None, name, f"{rule} ({enf})")
 
         self._store.write(tx)
+        self._governance_changed()
         return self.get_policy(name)
 
     def install_default_policies(self) -> list[Policy]:
-        """Create the four example policies of :data:`DEFAULT_POLICIES` if missing."""
+        """Create the example policies of :data:`DEFAULT_POLICIES` if missing."""
         return [
             self.create_policy(
                 p.name,
@@ -161,6 +164,7 @@ class GovernanceMixin(MeshBase):
         self._store.write(
             lambda con: con.execute("DELETE FROM mesh_policies WHERE name = ?", (policy.name,))
         )
+        self._governance_changed()
 
     @staticmethod
     def _is_external(properties: Mapping[str, str]) -> bool:
@@ -189,17 +193,86 @@ class GovernanceMixin(MeshBase):
             return 0, f"pii columns {pii} are granted to no external recipient"
         return count, f"pii columns {pii} reach external recipient(s) {externals}"
 
-    def _availability(self, p: Product) -> tuple[float | None, str]:
+    def _availability(self, p: Product, now: datetime | None = None) -> tuple[float | None, str]:
+        """Share of the server's requests on the product's share answered without a server error (5xx)
+        over the SLA's window (the audit log's last ``availability_window_days`` before ``now``)."""
+        at = resolve_now(now)
+        days = p.sla.availability_window_days
         frame = self._audit()
         if frame is None or frame.empty:
             return None, "no requests in the audit log yet"
         rows = frame[frame["share"].astype(str).str.lower() == p.share.lower()]
+        if len(rows):
+            times = pd.to_datetime(rows["event_time"], utc=True)
+            rows = rows[(times > at - pd.Timedelta(days=days)) & (times <= at)]
         if rows.empty:
-            return None, f"no requests on share {p.share!r} in the audit log yet"
-        ok = int((pd.to_numeric(rows["status_code"], errors="coerce").fillna(500) < 500).sum())
-        return 100.0 * ok / len(
-            rows
-        ), f"{ok} of {len(rows)} requests on share {p.share!r} succeeded"
+            return (
+                None,
+                f"no requests on share {p.share!r} in the last {days:g} days of the audit log",
+            )
+        codes = pd.to_numeric(rows["status_code"], errors="coerce").fillna(500)
+        ok = int((codes < 500).sum())
+        return 100.0 * ok / len(rows), (
+            f"{ok} of {len(rows)} requests on share {p.share!r} in the last {days:g} days answered "
+            f"without a server error ({len(rows) - ok} 5xx)"
+        )
+
+    def retention(self, product: str, *, now: datetime | None = None) -> pd.DataFrame:
+        """Each output table's retention against the promised time-travel window (``SLA.time_travel_days``):
+        configured file and log retention, the retention VACUUM used, and whether the version at the
+        window's start is still readable. Empty when the product promises no window."""
+        p = self.get_product(product)
+        columns = [
+            "table",
+            "promised_hours",
+            "file_retention_hours",
+            "log_retention_hours",
+            "vacuum_retention_hours",
+            "window_version",
+            "readable",
+            "covered",
+            "evidence",
+        ]
+        rows = [
+            (
+                r.table,
+                r.window_hours,
+                r.file_retention_hours,
+                r.log_retention_hours,
+                r.vacuum_retention_hours,
+                r.window_version,
+                r.readable,
+                r.covered,
+                r.evidence(),
+            )
+            for r in self._retention(p, resolve_now(now))
+        ]
+        return pd.DataFrame(rows, columns=columns)
+
+    def _retention(self, p: Product, now: datetime) -> list[TableRetention]:
+        if p.sla.time_travel_days is None:
+            return []
+        window = p.sla.time_travel_days * 24.0
+        return [
+            table_retention(alias, loc, window, now) for alias, loc in self.output_tables(p).items()
+        ]
+
+    def _retention_facts(self, p: Product, now: datetime) -> dict[str, tuple[float | None, str]]:
+        results = self._retention(p, now)
+        if not results:
+            none = (None, "the product promises no time-travel window (SLA time_travel_days)")
+            return {"time_travel_covered": none, "retention_hours": none}
+        worst = min(results, key=lambda r: (r.covered, r.effective_hours))
+        text = "; ".join(r.evidence() for r in results)
+        return {
+            "time_travel_covered": (float(all(r.covered for r in results)), text),
+            "retention_hours": (worst.effective_hours, worst.evidence()),
+        }
+
+    def quality_trends(self, product: str | None = None) -> pd.DataFrame:
+        """Quality trends from the history with a verdict (improving / degrading / stable / n/a) per
+        product, table, metric and column (see :mod:`helpers.mesh.trends`)."""
+        return trend_verdicts(self.quality_history(product))
 
     def _facts(
         self,
@@ -209,7 +282,8 @@ class GovernanceMixin(MeshBase):
     ) -> dict[str, tuple[float | None, str]]:
         """Every metric a rule can name, measured on this product, with its evidence."""
         facts = quality_facts(p, report)
-        facts["availability"] = self._availability(p)
+        facts["availability"] = self._availability(p, report.measured_at)
+        facts.update(self._retention_facts(p, report.measured_at))
         count, evidence = self._pii_exposure(p, extra_recipient)
         facts["pii_columns_external"] = (float(count), evidence)
         has_owner = bool(p.owner and p.owner.strip())
@@ -274,20 +348,49 @@ class GovernanceMixin(MeshBase):
         p = self.get_product(product)
         at = resolve_now(now)
         report = self._measure(p, at)
-        avail, avail_detail = self._availability(p)
-        rows = [
-            ("freshness_hours", "<=", p.sla.freshness_hours, report.freshness_hours, "h"),
-            ("completeness_pct", ">=", p.sla.completeness_pct, report.completeness_pct, "%"),
-            ("availability_pct", ">=", p.sla.availability_pct, avail, "%"),
+        avail, avail_detail = self._availability(p, at)
+        rows: list[tuple[str, str, float, float | None, str, str]] = [
+            (
+                "freshness_hours",
+                "<=",
+                p.sla.freshness_hours,
+                report.freshness_hours,
+                "h",
+                f"last commit {report.freshness_hours or 0:.1f} h before the check",
+            ),
+            (
+                "completeness_pct",
+                ">=",
+                p.sla.completeness_pct,
+                report.completeness_pct,
+                "%",
+                "lowest table completeness (required columns)",
+            ),
+            ("availability_pct", ">=", p.sla.availability_pct, avail, "%", avail_detail),
         ]
+        if p.sla.time_travel_days is not None:
+            facts = self._retention_facts(p, at)
+            kept = facts["retention_hours"][0]
+            covered = facts["time_travel_covered"]
+            rows.append(
+                (
+                    "time_travel_days",
+                    ">=",
+                    p.sla.time_travel_days,
+                    None if kept is None else (kept / 24.0 if covered[0] else 0.0),
+                    "d",
+                    covered[1],
+                )
+            )
         out = []
-        for name, op, target, measured, unit in rows:
+        for name, op, target, measured, unit, evidence in rows:
             status = (
                 "N/A" if measured is None else ("PASS" if OPS[op](measured, target) else "FAIL")
             )
-            out.append((p.name, name, op, target, measured, unit, status))
+            out.append((p.name, name, op, target, measured, unit, status, evidence))
         return pd.DataFrame(
-            out, columns=["product", "sla", "op", "target", "measured", "unit", "status"]
+            out,
+            columns=["product", "sla", "op", "target", "measured", "unit", "status", "evidence"],
         )
 
 

@@ -3,12 +3,14 @@ the recipients, the audit log's actual reads, and the impact of a change to a ta
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
 from helpers.exceptions import InvalidArgumentError, SharelabError
-from helpers.mesh.common import READ_ACTIONS, iso, norm_location, resolve_now
+from helpers.mesh.common import READ_ACTIONS, norm_location
 from helpers.mesh.facade.base import MeshBase
 from helpers.mesh.lineage import Impact, LineageGraph
 
@@ -17,22 +19,40 @@ class LineageMixin(MeshBase):
     """Record derivations and trace tables to shares, products, recipients and reads."""
 
     def add_lineage(self, source: str, target: str, transformation: str = "") -> None:
-        """Record that catalog table ``target`` is derived from ``source`` (both registered)."""
+        """Record that catalog table ``target`` is derived from ``source`` (both registered), adding to
+        its other sources (see :meth:`record_derivation` to record a whole build)."""
         src = self.catalog.get_table(source).name
         dst = self.catalog.get_table(target).name
         if src.lower() == dst.lower():
             raise InvalidArgumentError(f"a table cannot derive from itself ({src})")
-        graph = self.lineage()
-        if f"table:{src}" in graph.downstream(f"table:{dst}"):
+        self.catalog.record_derivation(dst, [src], sql=transformation, kind="api", replace=False)
+
+    def record_derivation(
+        self, target: str, sources: Iterable[str], sql: str = "", *, replace: bool = True
+    ) -> pd.DataFrame:
+        """Record that registered table ``target`` is built from the registered ``sources`` by ``sql``
+        (in the catalog, where ``CREATE TABLE ... AS SELECT`` and the generators record theirs too);
+        ``replace`` forgets the target's earlier sources (a rebuild). Returns :meth:`derivations`."""
+        dst = self.catalog.get_table(target).name
+        srcs = [self.catalog.get_table(s).name for s in sources]
+        if not srcs:
             raise InvalidArgumentError(
-                f"{dst} -> {src} exists already; {src} -> {dst} would make a cycle"
+                f"record_derivation of {dst} needs at least one source table"
             )
-        self._store.write(
-            lambda con: con.execute(
-                "INSERT OR REPLACE INTO mesh_lineage VALUES (?,?,?,?)",
-                (src, dst, transformation, iso(resolve_now())),
-            )
-        )
+        self.catalog.record_derivation(dst, srcs, sql=sql, kind="api", replace=replace)
+        return self.derivations(dst)
+
+    def derivations(self, table: str | None = None) -> pd.DataFrame:
+        """Recorded derivations (of one table as target or source): target, source, kind, sql."""
+        rows: list[tuple[str, str, str, str, datetime | None]] = [
+            (d.target, d.source, d.kind, d.sql, d.recorded_at)
+            for d in self.catalog.derivations(table)
+        ]
+        legacy = self._store.read("SELECT * FROM mesh_lineage ORDER BY target, source")
+        for r in legacy:  # written by earlier versions of the mesh
+            if table is None or table.lower() in (r["source"].lower(), r["target"].lower()):
+                rows.append((r["target"], r["source"], "api", r["transformation"], None))
+        return pd.DataFrame(rows, columns=["target", "source", "kind", "sql", "recorded_at"])
 
     def usage(self, product: str | None = None) -> pd.DataFrame:
         """Actual reads from the server's audit log: per recipient and shared table, how many successful
@@ -116,15 +136,9 @@ class LineageMixin(MeshBase):
             return key
 
         names = self._location_names()
-        for r in self._store.read("SELECT * FROM mesh_lineage ORDER BY source, target"):
-            edges.append(
-                (
-                    node("table", r["source"]),
-                    node("table", r["target"]),
-                    "derives",
-                    r["transformation"],
-                )
-            )
+        for r in self.derivations().drop_duplicates(["source", "target"]).itertuples(index=False):
+            label = r.sql if len(r.sql) <= 80 else r.sql[:77] + "..."
+            edges.append((node("table", r.source), node("table", r.target), "derives", label))
         product_of = {p.share.lower(): p for p in self.list_products()}
         for share in self.catalog.list_shares():
             s = node("share", share.name)
@@ -156,13 +170,15 @@ class LineageMixin(MeshBase):
         return LineageGraph(nodes, tuple(edges))
 
     def impact(self, table: str) -> Impact:
-        """What a change to catalog table ``table`` would affect: derived tables, shares, products,
-        granted recipients, and the recipients who actually read it (audit log)."""
+        """What a change to catalog table ``table`` would affect: the closure of derived tables with their
+        level (1 = built directly from it), the shares and products holding any of them, the recipients
+        granted those shares (the consumers reached), and the recipients who actually read them."""
         info = self.catalog.get_table(table)
         graph = self.lineage()
         start = f"table:{info.name}"
         # only follow data-flow edges (not "reads", which point from recipients to tables)
         flow = LineageGraph(graph.nodes, tuple(e for e in graph.edges if e[2] != "reads"))
+        levels = flow.levels(start)
         reach = flow.downstream(start)
         derived = [n[len("table:") :] for n in reach if n.startswith("table:")]
         shares = [n[len("share:") :] for n in reach if n.startswith("share:")]
@@ -175,5 +191,12 @@ class LineageMixin(MeshBase):
                 drop=True
             )
         return Impact(
-            info.name, tuple(derived), tuple(shares), tuple(products), tuple(recipients), usage
+            info.name,
+            tuple(derived),
+            tuple(shares),
+            tuple(products),
+            tuple(recipients),
+            usage,
+            levels={n.split(":", 1)[1]: lv for n, lv in levels.items() if n.startswith("table:")},
+            paths=flow.paths(start),
         )

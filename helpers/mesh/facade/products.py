@@ -271,6 +271,7 @@ class ProductsMixin(MeshBase):
             for table in ("mesh_products", "mesh_versions", "mesh_rules", "mesh_subscriptions"):
                 col = "name" if table == "mesh_products" else "product"
                 con.execute(f"DELETE FROM {table} WHERE {col} = ?", (product.name,))
+            self._release_share(product.share)
             self._event(con, "product_dropped", product.name, None, "")
 
         self._store.write(tx)
@@ -358,6 +359,7 @@ class ProductsMixin(MeshBase):
             )
 
         self._store.write(tx)
+        self._governance_changed()
 
     def untag_column(self, table: str, column: str, tag: str = PII_TAG) -> None:
         info = self.catalog.get_table(table)
@@ -367,6 +369,7 @@ class ProductsMixin(MeshBase):
                 (norm_location(info.location), column, tag),
             )
         )
+        self._governance_changed()
 
     def column_tags(self, table: str | None = None) -> pd.DataFrame:
         """Tagged columns (of one catalog table, or all)."""

@@ -19,7 +19,7 @@ from helpers.exceptions import (
 from helpers.mesh.common import MeshPolicyWarning, iso, resolve_now
 from helpers.mesh.compat import CompatibilityResult, SchemaChange, compare_schemas, type_text
 from helpers.mesh.delta import delta_schema, open_delta
-from helpers.mesh.facade.governance import GovernanceMixin
+from helpers.mesh.facade.enforcement import EnforcementMixin
 from helpers.mesh.models import (
     AccessPolicy,
     ComplianceReport,
@@ -31,7 +31,7 @@ from helpers.mesh.models import (
 )
 
 
-class PublishingMixin(GovernanceMixin):
+class PublishingMixin(EnforcementMixin):
     """Check schema compatibility and publish versions."""
 
     def check_compatibility(self, product: str) -> dict[str, CompatibilityResult]:
@@ -73,14 +73,21 @@ class PublishingMixin(GovernanceMixin):
         version: str | None = None,
         *,
         access_policy: AccessPolicy | Mapping[str, Any] | None = None,
+        major_alias: bool = True,
         now: datetime | None = None,
     ) -> ProductVersion:
-        """Publish a version: measure quality, enforce the policies and the schema contract, then record
-        every output table's Delta schema and version and the access policy.
+        """Publish a version: measure quality, enforce the policies and the schema contract, record every
+        output table's Delta schema and version and the access policy, then pin the share's tables at
+        the published versions (recipients read the published version, never a later commit) and write
+        the access policy as the share's grant conditions (a plain GRANT obeys it too).
 
         :param version: ``MAJOR.MINOR.PATCH``; default: 1.0.0 first, then the next minor when a schema
             changed compatibly, else the next patch. A breaking change needs a higher major.
         :param access_policy: who may subscribe (default: the previous version's, else open).
+        :param major_alias: a breaking change published as a new major version is served under its own
+            alias ``<schema>.<table>_v<major>``, while the old alias stays pinned at the previous major's
+            last version so existing consumers keep working (``retire_alias`` removes it later);
+            False moves the old alias to the new version instead.
         :raises PolicyViolationError: a mandatory policy failed (message names it and the evidence).
         :raises SchemaCompatibilityError: breaking schema change without a new major version.
         """
@@ -100,6 +107,15 @@ class PublishingMixin(GovernanceMixin):
         schemas, table_versions = _published_schemas(report)
         changes = {t: [c.to_dict() for c in r.changes] for t, r in compat.items() if r.changed}
         assert set(schemas) == set(outputs)
+        renames: dict[str, str] = {}
+        if major_alias and latest is not None and new[0] > parse_version(latest.version)[0]:
+            renames = {
+                t: f"{t}_v{new[0]}" for t, r in compat.items() if r.breaking(p.compatibility)
+            }
+            renames = {t: a for t, a in renames.items() if t in schemas}
+            schemas = {renames.get(t, t): v for t, v in schemas.items()}
+            table_versions = {renames.get(t, t): v for t, v in table_versions.items()}
+            changes = {renames.get(t, t): v for t, v in changes.items()}
         row = (
             p.name,
             text,
@@ -114,10 +130,81 @@ class PublishingMixin(GovernanceMixin):
             json.dumps(list(warn_texts)),
             json.dumps(changes),
         )
-        self._store.write(lambda con: self._record_version(con, row, report, policy, at))
+
+        def tx(
+            con: sqlite3.Connection,
+        ) -> None:  # one transaction with the catalog's pins and conditions
+            self._record_version(con, row, report, policy, at)
+            if renames:
+                self._add_major_aliases(con, p, renames, text, at)
+            self._pin_versions(p, table_versions)
+            self._sync_conditions(self.get_product(p.name), text, policy)
+
+        self._store.write(tx)
         for w in warn_texts:
             warnings.warn(f"{p.name} {text}: advisory policy {w}", MeshPolicyWarning, stacklevel=2)
+        for v in self.catalog.grant_violations(p.share):
+            warnings.warn(
+                f"{p.name} {text}: the existing grant to {v.recipient!r} breaks {v.policy}: {v.reason}; "
+                "mesh.enforce_access revokes it",
+                MeshPolicyWarning,
+                stacklevel=2,
+            )
         return [v for v in self.versions(p.name) if v.version == text][0]
+
+    def _add_major_aliases(
+        self,
+        con: sqlite3.Connection,
+        p: Product,
+        renames: Mapping[str, str],
+        text: str,
+        at: datetime,
+    ) -> None:
+        """Share each renamed output table under its new alias too; the product's outputs become the
+        new aliases while the old ones stay in the share, pinned at the previous version."""
+        tables = {f"{t.schema}.{t.name}".lower(): t for t in self._share_tables(p.share)}
+        existing = set(tables)
+        for old, new_alias in renames.items():
+            t = tables[old.lower()]
+            if new_alias.lower() not in existing:
+                self.catalog.add_table_to_share(
+                    p.share,
+                    t.source,
+                    alias=new_alias,
+                    history=t.history,
+                    partition=t.partition_filter,
+                    comment=f"{p.name} {text}: major version of {old}",
+                )
+            self._event(
+                con,
+                "major_alias",
+                p.name,
+                new_alias,
+                f"{text} is served as {new_alias}; {old} stays at the previous version",
+                at,
+            )
+        outputs = [renames.get(a, a) for a in self.output_tables(p)]
+        con.execute(
+            "UPDATE mesh_products SET output_tables = ? WHERE name = ?",
+            (json.dumps(outputs), p.name),
+        )
+
+    def retire_alias(self, product: str, alias: str, *, now: datetime | None = None) -> None:
+        """Remove an alias a major version left behind (``schema.table``, no longer an output table)
+        from the product's share; its consumers must have moved to the new alias."""
+        p = self.get_product(product)
+        if alias.lower() in {a.lower() for a in self.output_tables(p)}:
+            raise InvalidArgumentError(
+                f"{alias} is an output table of {p.name!r}; only an alias left behind by a major "
+                "version can be retired"
+            )
+        at = resolve_now(now)
+
+        def tx(con: sqlite3.Connection) -> None:
+            self.catalog.remove_table_from_share(p.share, alias)
+            self._event(con, "alias_retired", p.name, alias, "removed from the share", at)
+
+        self._store.write(tx)
 
     def _access_policy(
         self,

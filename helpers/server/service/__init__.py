@@ -20,13 +20,13 @@ from helpers.exceptions import InvalidNameError, NotFoundError, SharelabError, T
 from helpers.profiles import profile_dict
 from helpers.server.audit import AuditInfo
 from helpers.server.errors import ApiError, not_found
-from helpers.server.service.discovery import DiscoveryService
-from helpers.server.service.query import QueryService
+from helpers.server.pinned import unpinned
+from helpers.server.service.views import ViewsService
 
 __all__ = ["SharingService"]
 
 
-class SharingService(DiscoveryService, QueryService):
+class SharingService(ViewsService):
     """The protocol logic; the Starlette routes are thin wrappers around it."""
 
     # -------------------------------------------------------------- downloads
@@ -43,7 +43,8 @@ class SharingService(DiscoveryService, QueryService):
             ref = self.signer.verify_file(token, exp, sig, recipient=rcp)
         except PermissionError:
             raise denied from None
-        info.recipient = rcp or None
+        name = rcp.partition("\n")[0]  # url_identity: the recipient, then its access key
+        info.recipient = name or None
         info.share, info.schema, info.table, info.version = (
             ref.share,
             ref.schema,
@@ -52,13 +53,17 @@ class SharingService(DiscoveryService, QueryService):
         )
         table: SharedTable
         try:
-            table = self.cached_shared_table(ref.share, ref.schema, ref.table)
+            table = self.download_table(ref.share, ref.schema, ref.table, name)
         except (NotFoundError, InvalidNameError):
             raise denied from None
         if table.id != ref.table_id:
             raise denied
+        # revocation is immediate: the token that minted the URL, the grant, the table entry and the
+        # partition filter must be as they were (a URL without an access key is refused as well)
+        if not self.access_current(rcp, ref.share, ref.schema, ref.table):
+            raise denied
         try:
-            log_ = self.table_log(table)
+            log_ = unpinned(self.table_log(table))  # the URL is signed for its version: no pin here
             if log_.is_object_store:  # its files are fetched from the store, never through here
                 raise denied
             valid = ref.path in log_.snapshot(ref.version).paths
@@ -67,6 +72,8 @@ class SharingService(DiscoveryService, QueryService):
                 valid = any(
                     a["path"] == ref.path for a in (*commit.adds, *commit.removes, *commit.cdcs)
                 )
+            if not valid:  # a deletion vector file of that version's files
+                valid = self.is_dv_file(log_, ref.version, ref.path)
             if not valid:
                 raise denied
             path = log_.file_path(ref.path)
@@ -84,9 +91,13 @@ class SharingService(DiscoveryService, QueryService):
 
     def activate(self, request: Request, code: str, info: AuditInfo) -> dict[str, Any]:
 
-        try:
-            recipient, issued = self.catalog.redeem_activation(code)
-        except TokenError as exc:
-            raise not_found(str(exc)) from None
-        info.recipient = recipient.name
+        with (
+            self.catalog.db.transaction()
+        ):  # refused by the IP access list: the redemption is undone
+            try:
+                recipient, issued = self.catalog.redeem_activation(code)
+            except TokenError as exc:
+                raise not_found(str(exc)) from None
+            info.recipient = recipient.name
+            self.check_address(request, recipient)
         return profile_dict(self.endpoint(request), issued)

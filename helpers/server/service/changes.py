@@ -9,9 +9,11 @@ from starlette.requests import Request
 
 from helpers.catalog import Recipient, SharedTable
 from helpers.server.audit import AuditInfo
+from helpers.server.dv import with_signed_dv
 from helpers.server.errors import bad_request
 from helpers.server.limits import PAGE_TOKEN_TTL_SECONDS
 from helpers.server.params import Params, bool_param, choose_format, int_param, partition_predicate
+from helpers.server.pinned import object_store_log
 from helpers.server.protocol import (
     EndStreamAction,
     FileLineTemplate,
@@ -21,9 +23,9 @@ from helpers.server.protocol import (
 )
 from helpers.server.service.core import ServiceCore
 from helpers.server.signing import params_checksum
-from helpers.storage.delta_log import DeltaLog, ObjectStoreDeltaLog, Snapshot, parse_timestamp
+from helpers.storage.delta_log import DeltaLog, Snapshot, parse_timestamp
 
-__all__ = ["Action", "ChangesService"]
+__all__ = ["Action", "ChangesService", "visible_size"]
 
 Action = tuple[str, int, int, dict[str, Any]]
 """(kind, version, commit timestamp, raw action) of one line of a per-commit stream."""
@@ -60,6 +62,16 @@ def _cdf_disabled_at(log_: DeltaLog, start_snapshot: Snapshot, start: int, end: 
         ):
             return v
     return None
+
+
+def visible_size(
+    snapshot: Snapshot, allowed: Callable[[dict[str, Any]], bool] | None
+) -> tuple[int, int] | None:
+    """(bytes, files) of the snapshot's files a partition filter lets through (None: no filter)."""
+    if allowed is None:
+        return None
+    kept = [add for add in snapshot.files if allowed(add)]
+    return sum(int(add.get("size") or 0) for add in kept), len(kept)
 
 
 class ChangesService(ServiceCore):
@@ -134,6 +146,7 @@ class ChangesService(ServiceCore):
             extra,
             partition_predicate(table, recipient),
             recipient,
+            self.url_identity(request, recipient, table),
         )
 
     def _cdf_range(
@@ -229,19 +242,26 @@ class ChangesService(ServiceCore):
         extra: dict[str, str] | None,
         allowed: Callable[[dict[str, Any]], bool] | None,
         recipient: Recipient | None = None,
+        identity: str | None = None,
     ) -> tuple[dict[str, str], Iterator[str]]:
-        """Stream the protocol + metaData lines and the (filtered, paged) per-commit actions."""
+        """Stream the protocol + metaData lines and the (filtered, paged) per-commit actions.
+
+        :param identity: what URLs and page tokens carry (:meth:`ServiceCore.url_identity`); default the
+            recipient's name.
+        """
+        if identity is None:
+            identity = recipient.name if recipient is not None else ""
         if allowed is not None:
             actions = [a for a in actions if a[0] in ("metaData", "protocol") or allowed(a[3])]
         offset = 0
         if page_token:
-            offset = int(self.read_page_token(table, page_token, checksum)["o"])
+            offset = int(self.read_page_token(table, page_token, checksum, identity)["o"])
         next_token = None
         if max_files is not None:
             if offset + max_files < len(actions):
                 next_token = self.signer.make_token(
                     "page",
-                    {"t": table.id, "c": checksum, "o": offset + max_files},
+                    {"t": table.id, "c": checksum, "o": offset + max_files, "a": identity},
                     PAGE_TOKEN_TTL_SECONDS,
                 )
             actions = actions[offset : offset + max_files]
@@ -250,11 +270,17 @@ class ChangesService(ServiceCore):
         info.num_files = sum(1 for a in actions if a[0] not in ("metaData", "protocol"))
         exp = self.expiry_ms()
         presign: Callable[[str], str] | None = None
-        store_log = self.table_log(table)
-        if isinstance(store_log, ObjectStoreDeltaLog):
+        store_log = object_store_log(self.table_log(table))
+        if store_log is not None:
             exp, presign = self.presigner(store_log)
-        head = self.head_lines(table, head_snapshot, fmt, head_snapshot.version)
-        rname = recipient.name if recipient is not None else ""
+        head = self.head_lines(
+            table,
+            head_snapshot,
+            fmt,
+            head_snapshot.version,
+            visible=visible_size(head_snapshot, allowed),
+        )
+        rname = identity
 
         def lines() -> Iterator[str]:
             yield from head
@@ -268,6 +294,10 @@ class ChangesService(ServiceCore):
                 elif what == "protocol":
                     yield ndjson(ProtocolLine(fmt, action).to_json())
                 else:
+                    if fmt == "delta" and presign is None and action.get("deletionVector"):
+                        action = with_signed_dv(
+                            action, self.dv_signer(table, v, base, exp, identity)
+                        )
                     tmpl = FileLineTemplate.build(what, fmt, action, version=v, timestamp=ts)
                     if presign is not None:
                         yield tmpl.render(presign(action["path"]), exp)

@@ -18,16 +18,21 @@ from urllib.parse import quote
 from starlette.requests import Request
 
 from helpers.catalog import Recipient, Share, SharedTable, open_catalog
+from helpers.catalog.names import name_key
 from helpers.exceptions import InvalidNameError, NotFoundError
 from helpers.home import LabHome
-from helpers.server.audit import AuditWriter
+from helpers.server.audit import AuditInfo, AuditWriter
+from helpers.server.cluster import make_throttle, signing_key_path
+from helpers.server.dv import dv_paths
 from helpers.server.errors import ApiError, bad_request, not_found
-from helpers.server.limits import DEFAULT_PREFIX, DEFAULT_URL_TTL_SECONDS
+from helpers.server.limits import DEFAULT_PREFIX, DEFAULT_URL_TTL_SECONDS, ServerLimits
 from helpers.server.ndjson import EntrySet
 from helpers.server.params import int_param
+from helpers.server.pinned import pinned
 from helpers.server.protocol import MetadataLine, ProtocolLine, dumps, ndjson
 from helpers.server.service.entries import FileEntryCache
 from helpers.server.signing import FileRef, Signer, load_or_create_key
+from helpers.server.throttle import FailureThrottle
 from helpers.storage.delta_log import (
     DeltaLog,
     ObjectStoreDeltaLog,
@@ -60,20 +65,32 @@ class ServiceCore:
         public_url: str | None = None,
         prefix: str = DEFAULT_PREFIX,
         url_ttl_seconds: int = DEFAULT_URL_TTL_SECONDS,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.home = home if isinstance(home, LabHome) else LabHome.resolve(home)
+        self.limits = limits or ServerLimits()
         self.catalog = open_catalog(self.home)
+        # in memory, or in the catalog when several workers / replicas must share it (server.cluster)
+        self.throttle: FailureThrottle = make_throttle(
+            self.catalog.db, self.limits.auth_failure_burst, self.limits.auth_failure_rate
+        )
         self.public_url = public_url.rstrip("/") if public_url else None
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.url_ttl_ms = int(url_ttl_seconds * 1000)
-        self.signer = Signer(load_or_create_key(self.home.server_dir / "secret.key"))
-        self.audit = AuditWriter(self.catalog)
+        self.signer = Signer(load_or_create_key(signing_key_path(self.home)))
+        self.audit = AuditWriter(self.catalog, retention_days=self.limits.audit_retention_days)
         self.entries = FileEntryCache(self.signer.token_path)
         self._table_cache: dict[tuple[str, str, str], tuple[float, SharedTable]] = {}
+        self._dv_cache: dict[tuple[str, int], tuple[Snapshot, set[str]]] = {}
         self._stopping = threading.Event()
 
     # -------------------------------------------------------------- auth and lookups
-    def authenticate(self, request: Request) -> Recipient:
+    def authenticate(self, request: Request, info: AuditInfo | None = None) -> Recipient:
+        """The recipient of the request's live bearer token, else a 401.
+
+        A known but expired, rotated or revoked token names its recipient in ``info`` (the audit row);
+        the request's token id is kept in ``request.state.token_id`` (access stamps).
+        """
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -83,34 +100,100 @@ class ServiceCore:
                 "Missing bearer token; send 'Authorization: Bearer <token>' "
                 "(the bearerToken of your profile file)",
             )
-        recipient = self.catalog.authenticate(token.strip())
-        if recipient is None:
+        found = self.catalog.token_status(token.strip())
+        if found is None or found.state != "live":
+            if found is not None and info is not None:
+                info.recipient = found.recipient.name
+            state = {"expired": "has expired", "revoked": "was revoked"}.get(
+                found.state if found else "", "is unknown"
+            )
             raise ApiError(
                 401,
                 "UNAUTHENTICATED",
-                "The bearer token is unknown, expired or revoked; ask the "
-                "provider for a new profile",
+                f"The bearer token {state}; ask the provider for a new profile",
             )
-        return recipient
+        request.state.token_id = found.token_id
+        return found.recipient
 
     def granted_share(self, recipient: Recipient, share: str) -> Share:
-        for s in self.catalog.recipient_shares(recipient.name):
-            if s.name.lower() == share.lower():
-                return s
+        """The granted share named ``share`` under the catalog's one name rule (:func:`name_key`)."""
+        key = name_key(share) if isinstance(share, str) else ""
+        found = [
+            s for s in self.catalog.recipient_shares(recipient.name) if name_key(s.name) == key
+        ]
+        if len(found) > 1:  # an older catalog with colliding names: only the exact spelling
+            found = [s for s in found if s.name == share]
+        if len(found) == 1:
+            return found[0]
         raise not_found(f"Share '{share}' does not exist or is not shared with you")
 
     def shared_table(
         self, recipient: Recipient, share: str, schema: str, table: str
     ) -> SharedTable:
-        self.granted_share(recipient, share)
+        # the table is looked up in the very share the grant check found (never by the name again)
+        granted = self.granted_share(recipient, share)
         try:
-            return self.catalog.get_shared_table(share, schema, table)
+            return self.catalog.get_shared_table(granted.name, schema, table)
         except (NotFoundError, InvalidNameError):
             raise not_found(f"Table '{share}.{schema}.{table}' does not exist") from None
 
+    # -------------------------------------------------------------- deletion vectors
+    def is_dv_file(self, log_: DeltaLog, version: int, path: str) -> bool:
+        """Whether ``path`` is the deletion vector file of a file of ``version`` (or of its commit)."""
+        snapshot = log_.snapshot(version)
+        key = (log_.location, version)
+        cached = self._dv_cache.get(key)
+        if cached is None or cached[0] is not snapshot:
+            commit = log_.commit(version)
+            cached = (snapshot, dv_paths([*snapshot.files, *commit.adds, *commit.removes]))
+            self._dv_cache[key] = cached
+            while len(self._dv_cache) > 16:
+                self._dv_cache.pop(next(iter(self._dv_cache)))
+        return path in cached[1]
+
+    def dv_signer(
+        self, table: SharedTable, version: int, base: str, exp: int, identity: str
+    ) -> Callable[[str], str]:
+        """DV file path -> its signed download URL (for :func:`helpers.server.dv.with_signed_dv`)."""
+
+        def sign(path: str) -> str:
+            return self.file_url(base, self.file_token(table, version, path), exp, identity)
+
+        return sign
+
+    # -------------------------------------------------------------- access stamps
+    def url_identity(self, request: Request, recipient: Recipient, table: SharedTable) -> str:
+        """What signed URLs and tokens minted for this request carry: the recipient's name (audit) and
+        its access key ``<token id>.<access stamp>`` (:meth:`Catalog.access_stamp`), newline-separated."""
+        token_id = getattr(request.state, "token_id", "")
+        stamp = (
+            self.catalog.access_stamp(token_id, table.share, table.schema, table.name)
+            if token_id
+            else None
+        )
+        return f"{recipient.name}\n{token_id}.{stamp}" if stamp else recipient.name
+
+    def access_current(self, identity: str, share: str, schema: str, table: str) -> bool:
+        """Whether the access an identity of :meth:`url_identity` was minted with still holds."""
+        _name, _, key = identity.partition("\n")
+        token_id, _, stamp = key.partition(".")
+        if not token_id or not stamp:
+            return False
+        return self.catalog.access_stamp(token_id, share, schema, table) == stamp
+
+    def check_binding(self, payload: dict[str, Any], table: SharedTable, what: str) -> None:
+        """A 400 unless the page/refresh token ``payload`` was minted under the current access."""
+        if not self.access_current(
+            str(payload.get("a", "")), table.share, table.schema, table.name
+        ):
+            raise bad_request(
+                f"invalid '{what}': access to this table changed since it was issued (token or grant "
+                "revoked, table removed or re-added, partition filter changed); query again without it"
+            )
+
     def cached_shared_table(self, share: str, schema: str, table: str) -> SharedTable:
         """:meth:`Catalog.get_shared_table`, remembered for 2 s (downloads come in bursts per table)."""
-        key = (share.lower(), schema.lower(), table.lower())
+        key = (name_key(share), name_key(schema), name_key(table))
         now = time.monotonic()
         cached = self._table_cache.get(key)
         if cached is not None and now - cached[0] < 2.0:
@@ -127,7 +210,9 @@ class ServiceCore:
                 "this lab server serves local tables and S3-compatible (s3://) tables only",
                 "UNSUPPORTED_OPERATION",
             )
-        return get_log(location)
+        return pinned(
+            get_log(location), table.pinned_version
+        )  # a published version: served up to it
 
     def presigner(self, log_: ObjectStoreDeltaLog) -> tuple[int, Callable[[str], str]]:
         """(expiry in epoch ms, add path -> the store's pre-signed GET URL) for an object-store table.
@@ -194,11 +279,21 @@ class ServiceCore:
             FileRef(table.id, version, path, table.share, table.schema, table.name)
         )
 
-    def read_page_token(self, table: SharedTable, token: str, checksum: str) -> dict[str, Any]:
-        """The payload of a ``pageToken`` issued for this table and query (else a 400)."""
+    def read_page_token(
+        self, table: SharedTable, token: str, checksum: str, identity: str | None = None
+    ) -> dict[str, Any]:
+        """The payload of a ``pageToken`` issued for this table and query (else a 400).
+
+        :param identity: the request's :meth:`url_identity`; the token must have been minted for the same
+            recipient, under an access that still holds.
+        """
         payload = self.signer.read_token("page", token, "pageToken")
         if payload.get("t") != table.id or payload.get("c") != checksum:
             raise bad_request("invalid 'pageToken': it was issued for another table or query")
+        if identity is not None:
+            if str(payload.get("a", "")).partition("\n")[0] != identity.partition("\n")[0]:
+                raise bad_request("invalid 'pageToken': it was issued to another recipient")
+            self.check_binding(payload, table, "pageToken")
         return payload
 
     # -------------------------------------------------------------- versions and head lines
@@ -249,7 +344,11 @@ class ServiceCore:
         fmt: str,
         version_field: int | None,
         with_size: bool = True,
+        visible: tuple[int, int] | None = None,
     ) -> list[str]:
+        """The protocol and metaData lines; ``visible`` = (bytes, files) the recipient may see (its
+        partition filter), else the whole snapshot's."""
+        size, count = visible if visible is not None else (snapshot.size, len(snapshot.files))
         return [
             ndjson(ProtocolLine(fmt, snapshot.protocol).to_json()),
             ndjson(
@@ -258,8 +357,8 @@ class ServiceCore:
                     snapshot.metadata,
                     self.table_config(table, snapshot),
                     version=version_field,
-                    size=snapshot.size if with_size else None,
-                    num_files=len(snapshot.files) if with_size else None,
+                    size=size if with_size else None,
+                    num_files=count if with_size else None,
                 ).to_json()
             ),
         ]

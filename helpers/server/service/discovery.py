@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from helpers.catalog import Recipient
+from helpers.catalog import Recipient, SharedTable
+from helpers.catalog.names import name_key
 from helpers.server.audit import AuditInfo
 from helpers.server.errors import bad_request, not_found
 from helpers.server.limits import MAX_LIST_RESULTS, PAGE_TOKEN_TTL_SECONDS
-from helpers.server.params import Params, choose_format, int_param
+from helpers.server.params import Params, choose_format, int_param, partition_predicate
 from helpers.server.protocol import SchemaItem, ShareItem, TableItem, list_page
+from helpers.server.service.changes import visible_size
 from helpers.server.service.core import ServiceCore
 from helpers.storage.delta_log import parse_timestamp
 
@@ -42,6 +44,14 @@ class DiscoveryService(ServiceCore):
             )
         return page, nxt
 
+    def listed_tables(self, recipient: Recipient, share: str) -> list[SharedTable]:
+        """What the table listings show ``recipient`` in ``share`` (views add theirs)."""
+        return self.catalog.shared_tables(share)
+
+    def listed_schemas(self, share: str) -> list[str]:
+        """The schema names the listings show in ``share`` (views add theirs)."""
+        return self.catalog.shared_schemas(share)
+
     def list_shares(self, recipient: Recipient, params: Params) -> dict[str, Any]:
         shares = [ShareItem(s.name, s.id) for s in self.catalog.recipient_shares(recipient.name)]
         page, nxt = self._page(shares, params, {"l": "shares", "r": recipient.id})
@@ -53,7 +63,7 @@ class DiscoveryService(ServiceCore):
 
     def list_schemas(self, recipient: Recipient, share: str, params: Params) -> dict[str, Any]:
         s = self.granted_share(recipient, share)
-        schemas = [SchemaItem(name, s.name) for name in self.catalog.shared_schemas(s.name)]
+        schemas = [SchemaItem(name, s.name) for name in self.listed_schemas(s.name)]
         page, nxt = self._page(schemas, params, {"l": "schemas", "s": s.id})
         return list_page(page, nxt)
 
@@ -62,18 +72,18 @@ class DiscoveryService(ServiceCore):
     ) -> dict[str, Any]:
         s = self.granted_share(recipient, share)
         if schema is not None:
-            known = {n.lower(): n for n in self.catalog.shared_schemas(s.name)}
-            if schema.lower() not in known:
+            known = {name_key(n): n for n in self.listed_schemas(s.name)}
+            if name_key(schema) not in known:
                 raise not_found(f"Schema '{schema}' does not exist in share '{share}'")
         tables = [
             TableItem(t.name, t.schema, s.name, t.id, s.id)
-            for t in self.catalog.shared_tables(s.name)
-            if schema is None or t.schema.lower() == schema.lower()
+            for t in self.listed_tables(recipient, s.name)
+            if schema is None or name_key(t.schema) == name_key(schema)
         ]
         binding = {
             "l": "tables" if schema is not None else "all-tables",
             "s": s.id,
-            "c": (schema or "").lower(),
+            "c": name_key(schema or ""),
         }
         page, nxt = self._page(tables, params, binding)
         return list_page(page, nxt)
@@ -114,5 +124,11 @@ class DiscoveryService(ServiceCore):
         snapshot = log_.snapshot(version)
         fmt = choose_format(caps, snapshot)
         info.version, info.response_format = snapshot.version, fmt
-        lines = self.head_lines(table, snapshot, fmt, snapshot.version if travelled else None)
+        lines = self.head_lines(
+            table,
+            snapshot,
+            fmt,
+            snapshot.version if travelled else None,
+            visible=visible_size(snapshot, partition_predicate(table, recipient)),
+        )
         return self.response_headers(snapshot.version, fmt, False), lines

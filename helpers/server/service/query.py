@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from helpers.catalog import Recipient, SharedTable
 from helpers.server.audit import AuditInfo
+from helpers.server.dv import has_dv_files
 from helpers.server.errors import bad_request
 from helpers.server.limits import (
     MAX_FILES_PER_PAGE,
@@ -18,17 +19,25 @@ from helpers.server.limits import (
 )
 from helpers.server.ndjson import (
     RENDER_BATCH,
+    DvLineRenderer,
     Entry,
     EntrySet,
     LineRenderer,
     PresignedLineRenderer,
 )
 from helpers.server.params import bool_param, choose_format, int_param, partition_predicate
-from helpers.server.predicates import apply_limit_hint, file_matches, parse_json_predicate
+from helpers.server.pinned import object_store_log
+from helpers.server.predicates import (
+    apply_limit_hint,
+    file_always_matches,
+    file_matches,
+    parse_json_predicate,
+)
 from helpers.server.protocol import EndStreamAction, ndjson
-from helpers.server.service.changes import ChangesService
+from helpers.server.service.changes import ChangesService, visible_size
 from helpers.server.signing import params_checksum
-from helpers.storage.delta_log import DeltaLog, ObjectStoreDeltaLog, Snapshot
+from helpers.server.sql_hints import column_types, parse_sql_hint
+from helpers.storage.delta_log import DeltaLog, Snapshot
 
 __all__ = ["QueryService"]
 
@@ -89,6 +98,7 @@ def _query_options(
     checksum = params_checksum(
         {
             "h": hints,
+            "p": body.get("predicateHints"),
             "l": limit,
             "s": starting,
             "e": ending,
@@ -117,23 +127,48 @@ def _select(
     allowed: Callable[[dict[str, Any]], bool] | None,
     hints: object,
     limit: int | None,
+    sql_hints: object = None,
+    schema_string: str = "",
 ) -> list[int] | range:
-    """The indexes of the entries the partition filter, the predicate hints and the limit hint keep."""
-    predicate = parse_json_predicate(hints)
+    """The indexes of the entries the partition filter, the predicate hints and the limit hint keep.
+
+    Predicates first, then the limit (protocol §5.4): a file's rows count towards ``limitHint`` only
+    when every row provably matches every hint; when a hint cannot be read (malformed JSON hint, SQL
+    hint beyond :mod:`helpers.server.sql_hints`), the limit is not applied at all.
+    """
+    predicates = []
+    unreadable = False
+    if hints is not None and hints != "":
+        json_predicate = parse_json_predicate(hints)
+        unreadable = json_predicate is None
+        if json_predicate is not None:
+            predicates.append(json_predicate)
+    if isinstance(sql_hints, list) and sql_hints:
+        types = column_types(schema_string)
+        for hint in sql_hints:
+            sql_predicate = parse_sql_hint(hint, types)
+            unreadable = unreadable or sql_predicate is None
+            if sql_predicate is not None:
+                predicates.append(sql_predicate)
     selected: list[int] | range
-    if allowed is None and predicate is None:
+    if allowed is None and not predicates:
         selected = range(len(entries))
     else:
         selected = [
             i
             for i, (add, *_rest) in enumerate(entries)
-            if (allowed is None or allowed(add)) and file_matches(predicate, add)
+            if (allowed is None or allowed(add)) and all(file_matches(p, add) for p in predicates)
         ]
-    if limit is not None:
+    if limit is not None and not unreadable:
         by_id = {id(entries[i][0]): i for i in selected}
-        selected = [
-            by_id[id(a)] for a in apply_limit_hint((entries[i][0] for i in selected), limit)
-        ]
+
+        def counts(add: dict[str, Any]) -> bool:
+            return all(file_always_matches(p, add) for p in predicates)
+
+        kept = apply_limit_hint(
+            (entries[i][0] for i in selected), limit, counts if predicates else None
+        )
+        selected = [by_id[id(a)] for a in kept]
     return selected
 
 
@@ -153,6 +188,9 @@ class QueryService(ChangesService):
         log_ = self.table_log(table)
         opts = _query_options(body, caps, info)
         base = self.base_url(request)
+        identity = self.url_identity(
+            request, recipient, table
+        )  # URLs and tokens die with the access
         if opts.starting is not None:
             return self._query_stream(
                 table,
@@ -168,24 +206,50 @@ class QueryService(ChangesService):
                 opts.extra,
                 partition_predicate(table, recipient),
                 recipient,
+                identity,
             )
-        version, travelled, offset = self._query_version(table, log_, body, opts)
+        version, travelled, offset = self._query_version(table, log_, body, opts, identity)
         snapshot = log_.snapshot(version)
         fmt = choose_format(caps, snapshot)
         entry_set = self.file_entries(table, snapshot, log_, fmt, travelled)
         entries = entry_set.entries
-        selected = _select(entries, partition_predicate(table, recipient), opts.hints, opts.limit)
-        selected, next_token = self._page_files(table, snapshot, selected, offset, opts)
+        allowed = partition_predicate(table, recipient)
+        selected = _select(
+            entries,
+            allowed,
+            opts.hints,
+            opts.limit,
+            body.get("predicateHints"),
+            str(snapshot.metadata.get("schemaString") or ""),
+        )
+        selected, next_token = self._page_files(table, snapshot, selected, offset, opts, identity)
         info.version, info.response_format, info.num_files = snapshot.version, fmt, len(selected)
         refresh = None
         if opts.include_refresh or opts.refresh_token:
             refresh = self.signer.make_token(
                 "refresh",
-                {"t": table.id, "v": snapshot.version, "c": opts.checksum},
+                {"t": table.id, "v": snapshot.version, "c": opts.checksum, "a": identity},
                 REFRESH_TOKEN_TTL_SECONDS,
             )
-        head = self.head_lines(table, snapshot, fmt, snapshot.version if travelled else None)
-        exp, render, cache = self._renderer(table, log_, snapshot, entry_set, base, recipient.name)
+        head = self.head_lines(
+            table,
+            snapshot,
+            fmt,
+            snapshot.version if travelled else None,
+            visible=visible_size(snapshot, allowed),
+        )
+        exp, render, cache = self._renderer(table, log_, snapshot, entry_set, base, identity)
+        if (
+            fmt == "delta"
+            and object_store_log(log_) is None
+            and has_dv_files(entries[i][0] for i in selected)
+        ):  # deletion vectors on disk: their files get signed URLs too
+            render = DvLineRenderer(
+                self.dv_signer(table, snapshot.version, base, exp, identity),
+                exp,
+                snapshot.version if travelled else None,
+                snapshot.timestamp if travelled else None,
+            )
         end_stream = opts.end_stream
 
         def lines() -> Iterator[str]:
@@ -211,6 +275,7 @@ class QueryService(ChangesService):
         selected: list[int] | range,
         offset: int,
         opts: _QueryOptions,
+        identity: str = "",
     ) -> tuple[list[int] | range, str | None]:
         """The page of ``selected`` from ``offset`` (``maxFiles`` long) and the next page's token."""
         next_token = None
@@ -223,6 +288,7 @@ class QueryService(ChangesService):
                         "v": snapshot.version,
                         "c": opts.checksum,
                         "o": offset + opts.max_files,
+                        "a": identity,
                     },
                     PAGE_TOKEN_TTL_SECONDS,
                 )
@@ -232,7 +298,12 @@ class QueryService(ChangesService):
         return selected, next_token
 
     def _query_version(
-        self, table: SharedTable, log_: DeltaLog, body: dict[str, Any], opts: _QueryOptions
+        self,
+        table: SharedTable,
+        log_: DeltaLog,
+        body: dict[str, Any],
+        opts: _QueryOptions,
+        identity: str = "",
     ) -> tuple[int | None, bool, int]:
         """(version or None = latest, time-travelled, offset) from the body and its tokens."""
         version, travelled = self.history_version(
@@ -245,12 +316,28 @@ class QueryService(ChangesService):
                 raise bad_request(
                     "invalid 'refreshToken': it was issued for another table or query"
                 )
-            version = int(payload["v"])
+            if str(payload.get("a", "")).partition("\n")[0] != identity.partition("\n")[0]:
+                raise bad_request("invalid 'refreshToken': it was issued to another recipient")
+            self.check_binding(payload, table, "refreshToken")
+            version = self._replayable(table, log_, int(payload["v"]), "refreshToken")
         if opts.page_token:
-            payload = self.read_page_token(table, opts.page_token, opts.checksum)
+            payload = self.read_page_token(table, opts.page_token, opts.checksum, identity)
             version = int(payload["v"])
+            if not travelled:
+                version = self._replayable(table, log_, version, "pageToken")
             offset = int(payload["o"])
         return version, travelled, offset
+
+    @staticmethod
+    def _replayable(table: SharedTable, log_: DeltaLog, version: int, what: str) -> int:
+        """``version`` of a page/refresh token, when this table may still serve it: any version with
+        history sharing, else only the latest (a token must not become time travel)."""
+        if table.history or version == log_.latest_version():
+            return version
+        raise bad_request(
+            f"invalid '{what}': the table has a newer version and is shared without history; "
+            "query again without it"
+        )
 
     def _renderer(
         self,
@@ -260,11 +347,12 @@ class QueryService(ChangesService):
         entry_set: EntrySet,
         base: str,
         rname: str,
-    ) -> tuple[int, LineRenderer | PresignedLineRenderer, list[str | None]]:
+    ) -> tuple[int, LineRenderer | PresignedLineRenderer | DvLineRenderer, list[str | None]]:
         """(URL expiry, line renderer, its line cache) for the files of one response."""
         exp = self.expiry_ms()
-        if isinstance(log_, ObjectStoreDeltaLog):
-            exp, sign = self.presigner(log_)
+        store = object_store_log(log_)
+        if store is not None:
+            exp, sign = self.presigner(store)
             return exp, PresignedLineRenderer(sign, exp), []
         cache = entry_set.rendered((base, exp, rname))
         header = self.signer.token_header(
@@ -292,6 +380,7 @@ class QueryService(ChangesService):
         extra: dict[str, str] | None,
         allowed: Callable[[dict[str, Any]], bool] | None,
         recipient: Recipient,
+        identity: str = "",
     ) -> tuple[dict[str, str], Iterator[str]]:
         """``/query`` with ``startingVersion``: add/remove lines of each commit in the range."""
         if not table.history:
@@ -319,7 +408,18 @@ class QueryService(ChangesService):
         end = latest if end is None else end
         snapshot = log_.snapshot(start)
         fmt = choose_format(caps, snapshot)
-        actions = self.commit_actions(log_, start, end, cdf=False, metadata_lines=True, fmt=fmt)
+        historical_protocol = fmt == "delta" and bool_param(
+            body.get("includeHistoricalProtocol"), "includeHistoricalProtocol"
+        )
+        actions = self.commit_actions(
+            log_,
+            start,
+            end,
+            cdf=False,
+            metadata_lines=True,
+            fmt=fmt,
+            protocol_lines=historical_protocol,
+        )
         return self.emit_actions(
             table,
             snapshot,
@@ -336,4 +436,5 @@ class QueryService(ChangesService):
             extra,
             allowed,
             recipient,
+            identity,
         )

@@ -1,0 +1,1 @@
+"""The sharelab test suite (a package, so its modules import helpers as ``from tests.support import ...``)."""

@@ -1,0 +1,154 @@
+"""Helpers shared by the test suite: a plain module, imported as ``from tests.support import ...``.
+
+- :func:`free_port`: a free loopback TCP port (the project's own :func:`helpers.procs.free_port`);
+- :func:`start_server` / :func:`stop_server` / :class:`RunningServer`: ``sharelab serve`` as a subprocess
+  on a free port, waited for on ``/health`` (the fixtures ``server_factory`` and the server suite's
+  session lab use them);
+- :func:`sharelab`: run the ``sharelab`` command line (``python -m helpers``) as a user would;
+- :data:`SEED_000_SQL`: seed 000's share topology (three domain shares, two consumers) as SQL.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from helpers.procs import free_port
+
+__all__ = [
+    "REPO",
+    "SEED_000_SQL",
+    "RunningServer",
+    "free_port",
+    "sharelab",
+    "start_server",
+    "stop_server",
+]
+
+#: The repository root (the working directory of every subprocess the tests start).
+REPO = Path(__file__).resolve().parent.parent
+
+#: Seed 000's topology: three domain shares over the airline schemas, two consumers and their grants.
+SEED_000_SQL = """
+-- seed 000: three domain shares, two consumers
+CREATE SHARE IF NOT EXISTS airline_core_share COMMENT 'Shared airline reference data';
+CREATE SHARE IF NOT EXISTS sales_data_share COMMENT 'Sales domain';
+CREATE SHARE IF NOT EXISTS operations_data_share COMMENT 'Operations domain';
+ALTER SHARE airline_core_share ADD SCHEMA airline.shared_airline;
+ALTER SHARE sales_data_share ADD SCHEMA airline.sales_domain;
+ALTER SHARE operations_data_share ADD SCHEMA airline.operations_domain;
+CREATE RECIPIENT IF NOT EXISTS sales_team COMMENT 'Sales analytics';
+CREATE RECIPIENT IF NOT EXISTS operations_team COMMENT 'Operations analytics';
+GRANT SELECT ON SHARE airline_core_share TO RECIPIENT sales_team;
+GRANT SELECT ON SHARE sales_data_share TO RECIPIENT sales_team;
+GRANT SELECT ON SHARE airline_core_share TO RECIPIENT operations_team;
+GRANT SELECT ON SHARE operations_data_share TO RECIPIENT operations_team;
+"""
+
+
+def sharelab(
+    home: Path | None, *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``sharelab [--home HOME] ARGS...`` in a subprocess from the repository; capture its output.
+
+    With a ``home``, ``SHARELAB_HOME`` is set to it as well (as ``run-demo.sh`` does).
+    """
+    prefix = ["--home", str(home)] if home is not None else []
+    env = dict(os.environ, SHARELAB_HOME=str(home)) if home is not None else None
+    return subprocess.run(
+        [sys.executable, "-m", "helpers", *prefix, *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env=env,
+        cwd=REPO,
+        timeout=timeout,
+    )
+
+
+@dataclass
+class RunningServer:
+    """A ``sharelab serve`` subprocess started by :func:`start_server`."""
+
+    home: Path
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.url}/delta-sharing/"
+
+    def log(self) -> str:
+        path = self.home / "server" / "server-test.log"
+        return path.read_text() if path.exists() else ""
+
+
+def start_server(
+    home: Path,
+    port: int | None = None,
+    extra: list[str] | None = None,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+) -> RunningServer:
+    """Start ``sharelab serve`` as a subprocess on a free loopback port and wait for /health.
+
+    :param env: extra environment variables of the server process (e.g. its limits).
+    """
+    port = port or free_port()
+    (home / "server").mkdir(parents=True, exist_ok=True)
+    log = open(home / "server" / "server-test.log", "ab")  # noqa: SIM115 - closed with the process
+    env = dict(os.environ, SHARELAB_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "--home",
+            str(home),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *(extra or []),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=REPO,
+    )
+    server = RunningServer(home=home, host="127.0.0.1", port=port, process=proc)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log()}")
+        try:
+            if requests.get(f"{server.url}/health", timeout=1).status_code == 200:
+                return server
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    stop_server(server)
+    raise RuntimeError(f"server did not answer /health within {timeout}s:\n{server.log()}")
+
+
+def stop_server(server: RunningServer) -> None:
+    """Terminate the server (kill it after 10 s) and reap it."""
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()

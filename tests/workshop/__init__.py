@@ -1,0 +1,1 @@
+"""Workshop mode: TLS, the classroom in network namespaces, the instructor board, the roster."""
