@@ -23,6 +23,7 @@ from helpers import __version__
 from helpers.catalog import Recipient
 from helpers.home import LabHome
 from helpers.server.audit import AuditInfo
+from helpers.server.cluster import accel_redirect_path
 from helpers.server.errors import ApiError, error_response, not_found, to_api_error
 from helpers.server.guard import check_throttle, client_address, read_body, record
 from helpers.server.limits import DEFAULT_PREFIX, DEFAULT_URL_TTL_SECONDS, ServerLimits
@@ -248,6 +249,11 @@ async def download(svc: SharingService, request: Request, info: AuditInfo) -> Re
     )
     await run_in_threadpool(svc.check_address, request, info.recipient)  # IP access list (403)
     info.num_files = 1
+    accel = accel_redirect_path(path)  # behind nginx: it streams the file (server.cluster)
+    if accel is not None:
+        return Response(
+            headers={"X-Accel-Redirect": accel, "Content-Type": "application/octet-stream"}
+        )
     return _BigChunkFileResponse(path, media_type="application/octet-stream")
 
 

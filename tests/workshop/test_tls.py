@@ -203,3 +203,23 @@ def test_run_demo_lan_uses_tls_and_keeps_jupyter_on_loopback(tmp_path: Path) -> 
     assert "start --host 0.0.0.0" in start and start.endswith("--tls")
     assert "--public-url https://" in start
     assert jupyter.startswith("-m helpers jupyter start --host 127.0.0.1")
+
+
+def test_sharelab_profile_keeps_the_lab_ca_beside_the_profile(
+    tls_server: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    home, _state = tls_server
+    minilab.add_attendees(home, ["quin"])
+    out = tmp_path / "quin.share"
+    done = sharelab(home, "profile", "quin", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["endpoint"].startswith("https://")
+    assert (tmp_path / "quin.share.ca.pem").read_text() == (home / "tls" / "ca.pem").read_text()
+    env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}
+    script = "import sys\nfrom helpers import recipient\nprint(len(recipient.load(sys.argv[1], 'demo_share.s.t')))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(out)],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "100"
