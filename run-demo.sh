@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # sharelab: one command to set up and run the offline Delta Sharing teaching lab.
-# Usage: ./run-demo.sh [open|workshop|batch|test|stop|status|--help] [options]
+# Usage: ./run-demo.sh [open|workshop|batch|test|stop|status|reset NAME|--help] [options]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -37,7 +37,10 @@ Commands:
                   tests/test_static.py). pytest args may follow, e.g.
                   ./run-demo.sh test -k catalog.
   stop            Stop the provider server and JupyterLab (or the containers).
-  status          Show what is running.
+  status          Show what is running: the lab's containers and the local processes.
+  reset NAME      Restore your copy of a notebook or lab exercise as shipped, e.g.
+                  ./run-demo.sh reset lab1 (or 03). You work on copies in ./work/
+                  (SHARELAB_WORK), made on the first start; the originals are never edited.
   --help          This text.
 
 Environment: SHARELAB_HOME (default: ./lab-home) holds the catalog, the Delta tables,
@@ -107,7 +110,8 @@ open_local() {
     [[ -n "$ip" ]] && public=(--public-url "$scheme://$ip:${SHARELAB_PORT:-8080}")
   fi
   "$PY" -m helpers start --host "$host" ${SHARELAB_PORT:+--port "$SHARELAB_PORT"} "${public[@]}" "${tls[@]}"
-  "$PY" -m helpers jupyter start --host 127.0.0.1 --notebook-dir "$ROOT"
+  # JupyterLab opens on the learner's copies (./work or SHARELAB_WORK, made when missing)
+  "$PY" -m helpers jupyter start --host 127.0.0.1 ${JUPYTER_PORT:+--port "$JUPYTER_PORT"}
 }
 
 cmd="${1:-open}"
@@ -116,12 +120,13 @@ case "$cmd" in
   *) [[ $# -gt 0 ]] && shift ;;
 esac
 
-# PostgreSQL and nginx from Debian's packages for the catalog-backend and replica tests (issue 20): installed
+# PostgreSQL, nginx and Chromium from Debian's packages for the catalog-backend, replica and browser tests: installed
 # on root machines with apt-get when missing; elsewhere those tests skip and say why.
 ensure_test_services() {
   local need=()
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || need+=(postgresql)
   command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx-light)
+  [[ -x /usr/bin/chromium ]] || need+=(chromium)  # tests/browser: Playwright drives Debian's Chromium
   if [[ ${#need[@]} -gt 0 && "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
     echo "installing ${need[*]} for the tests (apt-get)" >&2
     export DEBIAN_FRONTEND=noninteractive
@@ -179,9 +184,20 @@ case "$cmd" in
     fi
     ;;
   status)
+    eng="$(engine)"
+    if [[ -n "$eng" && -x "$ROOT/docker/lab.sh" ]]; then
+      echo "Containers ($eng):"
+      "$ROOT/docker/lab.sh" status "$eng" || true
+    fi
     ensure_venv
+    echo "Local processes:"
     "$PY" -m helpers status || true
     "$PY" -m helpers jupyter status || true
+    ;;
+  reset)
+    [[ $# -ge 1 ]] || { echo "error: name the copy to restore, e.g. ./run-demo.sh reset lab1" >&2; exit 2; }
+    ensure_venv
+    "$PY" -m helpers jupyter reset "$@"
     ;;
   *)
     echo "error: unknown command '$cmd'" >&2

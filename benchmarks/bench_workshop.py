@@ -39,7 +39,7 @@ t0 = time.perf_counter()
 home = os.path.expanduser('~')
 done = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'papermill'),
     home + '/notebooks/03_recipient_open_client.ipynb', home + '/out-03.ipynb',
-    '-p', 'profile_path', home + '/me.share', '--no-progress-bar'], capture_output=True, text=True)
+    '-p', 'profile_path', home + '/me.share', '--no-progress-bar', '--start-timeout', '300'], capture_output=True, text=True)
 print(done.returncode, round(time.perf_counter() - t0, 2))
 if done.returncode: print(done.stderr[-2000:])
 """

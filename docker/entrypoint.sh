@@ -24,15 +24,18 @@ export SHARELAB_HOME SHARELAB_PORT SHARELAB_PUBLIC_URL JUPYTER_PORT SHARELAB_WOR
 ROLE_FILE=/tmp/sharelab-role
 
 # Notebooks and lab exercises shipped in the image are copied into the work volume without
-# overwriting anything a learner has edited; new notebooks of a newer image still show up.
-seed_work() {
-  mkdir -p "$SHARELAB_WORK"
-  local d
+# overwriting anything a learner has edited; new notebooks of a newer image still show up. The lab
+# solutions stay in /opt/sharelab/labs/solutions (as in the local route's ./work). Same rule as
+# helpers/workspace.py; `sharelab jupyter reset NAME` (SHARELAB_WORK is set) restores one copy.
+copy_work() {
+  local d f
   for d in notebooks labs; do
-    if [[ -d "/opt/sharelab/$d" ]]; then
-      cp -rn "/opt/sharelab/$d" "$SHARELAB_WORK/" 2>/dev/null || cp -r --update=none "/opt/sharelab/$d" "$SHARELAB_WORK/"
-    fi
+    mkdir -p "$SHARELAB_WORK/$d"
+    for f in "/opt/sharelab/$d"/*.ipynb; do
+      [[ -e "$f" && ! -e "$SHARELAB_WORK/$d/${f##*/}" ]] && cp "$f" "$SHARELAB_WORK/$d/"
+    done
   done
+  return 0
 }
 
 health() {
@@ -71,7 +74,7 @@ case "$role" in
     ;;
   lab)
     echo lab >"$ROLE_FILE"
-    seed_work
+    copy_work
     # Never start without a token: use $JUPYTER_TOKEN, or make one and print it.
     # (Also when a compose tool passed a `${...}` it failed to interpolate: never a guessable token.)
     # shellcheck disable=SC2016  # a literal ${ is what we look for

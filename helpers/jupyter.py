@@ -4,6 +4,10 @@ State lives in ``<lab home>/jupyter/``: ``jupyter.json`` (pid, url, port, token;
 the token) and ``jupyter.log``. The token is random (``secrets.token_urlsafe``) and passed through the
 environment (``JUPYTER_TOKEN``), never on the command line where ``ps`` would show it. Kernels inherit
 ``SHARELAB_HOME`` so the notebooks find this lab home.
+
+JupyterLab opens on the learner's workspace (:mod:`helpers.workspace`: copies of ``notebooks/`` and of the
+lab exercises, made on the first start), so autosave never edits a tracked file; ``sharelab jupyter reset
+NAME`` puts one copy back as shipped.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import requests
 from helpers.exceptions import ServerError
 from helpers.home import LabHome
 from helpers.procs import free_port, pid_alive
+from helpers.workspace import prepare as prepare_workspace
+from helpers.workspace import reset as reset_copy
 
 DEFAULT_PORT = 8888
 
@@ -59,7 +65,8 @@ def _pick_port(host: str, port: int | None) -> int:
     if port:
         if not _port_free(host, port):
             raise ServerError(
-                f"port {port} on {host} is in use; pass another --port or stop what uses it"
+                f"port {port} on {host} is in use: stop what uses it, or choose another port"
+                " (JUPYTER_PORT=8890 ./run-demo.sh, or sharelab jupyter start --port 8890)"
             )
         return port
     for candidate in range(DEFAULT_PORT, DEFAULT_PORT + 20):
@@ -87,7 +94,8 @@ def start(
 
     :param host: interface to bind (loopback by default; ``0.0.0.0`` for a workshop on a LAN).
     :param port: port (default: the first free one from 8888).
-    :param notebook_dir: JupyterLab's root directory (default: the repository).
+    :param notebook_dir: JupyterLab's root directory (default: the learner's workspace, see
+        :mod:`helpers.workspace`; its copies are made when missing).
     :raises ServerError: when the port is taken or JupyterLab does not come up; the log's tail is included.
     """
     lab = LabHome.resolve(home)
@@ -97,7 +105,7 @@ def start(
     lab.jupyter_dir.mkdir(parents=True, exist_ok=True)
     port = _pick_port(host, port)
     token = secrets.token_urlsafe(32)
-    root = Path(notebook_dir).resolve() if notebook_dir else Path(__file__).resolve().parent.parent
+    root = Path(notebook_dir).resolve() if notebook_dir else prepare_workspace()
     if not root.is_dir():
         raise ServerError(f"notebook directory {root} does not exist; pass --notebook-dir DIR")
     log_path = lab.jupyter_dir / "jupyter.log"
@@ -136,10 +144,14 @@ def _launch(
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root}",
+        # JupyterLab's layout (open tabs) per lab home, not shared by every lab of this OS user
+        f"--LabApp.workspaces_dir={lab.jupyter_dir / 'workspaces'}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # e.g. inside the Docker image
         cmd.append("--ServerApp.allow_root=True")
     env = dict(os.environ, JUPYTER_TOKEN=token, SHARELAB_HOME=str(lab.path))
+    if env.get("MPLBACKEND", "").lower() == "agg":  # would hide every plot: kernels pick inline
+        del env["MPLBACKEND"]
     lab_ca = lab.path / "tls" / "ca.pem"
     if lab_ca.is_file():  # the provider serves TLS (workshop mode): kernels trust its lab CA
         from helpers.recipient.trust import trust_env
@@ -253,6 +265,12 @@ def _cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reset(args: argparse.Namespace) -> int:
+    path = reset_copy(args.name, args.work)
+    print(f"restored {path} as shipped (reload it in JupyterLab: File > Reload Notebook from Disk)")
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     state = status(args.home)
     if not state:
@@ -273,9 +291,19 @@ def register_cli(subparsers: Any) -> None:
     s = sub.add_parser("start", help="start JupyterLab and print its URL with the token")
     s.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     s.add_argument("--port", type=int, help=f"port (default: first free from {DEFAULT_PORT})")
-    s.add_argument("--notebook-dir", metavar="DIR", help="root directory (default: the repository)")
+    s.add_argument(
+        "--notebook-dir", metavar="DIR", help="root directory (default: the learner's workspace)"
+    )
     s.set_defaults(func=_cmd_start)
     sub.add_parser("stop", help="stop JupyterLab").set_defaults(func=_cmd_stop)
+    r = sub.add_parser(
+        "reset", help="restore one of the learner's copies as shipped (e.g. lab1, 03)"
+    )
+    r.add_argument("name", help="a notebook or lab: lab1, 03, labs/lab1_provider.ipynb...")
+    r.add_argument(
+        "--work", metavar="DIR", help="the workspace (default: $SHARELAB_WORK or ./work)"
+    )
+    r.set_defaults(func=_cmd_reset)
     sub.add_parser("status", help="show whether JupyterLab runs and its URL").set_defaults(
         func=_cmd_status
     )

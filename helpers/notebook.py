@@ -18,6 +18,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,15 +54,11 @@ REQUIRED_PACKAGES: dict[str, str] = {
     "ipywidgets": "8.1",
 }
 
-#: The lab's notebooks: number, title, role and what each one teaches.
+#: The learning path: every notebook (00-10) and, where it fits, each lab (its exercises check what the
+#: notebooks before it taught): step, title, side (provider, recipient or both) and what it teaches.
 LAB_MAP: tuple[tuple[str, str, str, str], ...] = (
-    ("00", "Start here", "everyone", "environment check, lab home, the provider server, this map"),
-    (
-        "01",
-        "Generate data",
-        "provider",
-        "airline and retail datasets as Delta tables, inspected with SQL",
-    ),
+    ("00", "Start here", "both", "environment check, lab home, the provider server, this map"),
+    ("01", "Generate data", "provider", "airline and retail datasets as Delta tables, SQL"),
     (
         "02",
         "Create shares",
@@ -69,46 +66,36 @@ LAB_MAP: tuple[tuple[str, str, str, str], ...] = (
         "shares, recipients, grants, SHOW GRANTS, activation links",
     ),
     (
+        "lab 1",
+        "Provider lab",
+        "provider",
+        "a share of the retail data, a recipient, a grant, audit",
+    ),
+    (
         "03",
         "Open client (D2O)",
         "recipient",
-        "profile → list, load into pandas, verification queries, dashboard",
+        "profile, list, load into pandas, verify, a dashboard",
+    ),
+    ("04", "Mounted catalog (D2D)", "recipient", "every shared table in DuckDB, read-only"),
+    ("lab 2", "Recipient lab", "recipient", "mount the shares, answer questions with queries"),
+    ("05", "Change data feed", "provider", "CDF: INSERT/UPDATE/DELETE/MERGE, DESCRIBE HISTORY"),
+    ("06", "Consume changes", "recipient", "changes since a remembered version, SCD type 1 and 2"),
+    ("lab 3", "Change data feed lab", "recipient", "keep a local copy in sync from the feed"),
+    ("07", "Security and audit", "both", "token expiry, rotation, revocation, filters, audit log"),
+    ("08", "Data mesh", "both", "domains, products with SLAs, policies, subscriptions, lineage"),
+    ("09", "Schema evolution", "both", "schema contracts, minor vs major versions"),
+    (
+        "lab 4",
+        "Data mesh lab",
+        "both",
+        "a domain, a product with an SLA, governance, subscriptions",
     ),
     (
-        "04",
-        "Mounted catalog (D2D)",
-        "recipient",
-        "every shared table in DuckDB as share.schema.table, read-only",
-    ),
-    (
-        "05",
-        "Change data feed",
-        "provider",
-        "CDF, INSERT/UPDATE/DELETE/MERGE, WITH HISTORY, DESCRIBE HISTORY",
-    ),
-    (
-        "06",
-        "Consume changes",
-        "recipient",
-        "table changes from a remembered version, SCD type 1 and type 2 copies",
-    ),
-    (
-        "07",
-        "Security and audit",
-        "provider",
-        "token expiry, rotation, revocation, partition filters, audit log",
-    ),
-    (
-        "08",
-        "Data mesh",
-        "provider",
-        "domains, products with SLAs, policies, quality, subscriptions, lineage, report",
-    ),
-    (
-        "09",
-        "Schema evolution",
-        "provider",
-        "schema merge, compatibility, minor vs major versions, the recipient notices",
+        "10",
+        "Views and IP lists",
+        "both",
+        "shared views with row filters and masks, IP access lists",
     ),
 )
 
@@ -236,19 +223,49 @@ def collect_key_figures(nb: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def lab_map() -> pd.DataFrame:
-    """The lab's notebooks and what each one teaches (those present in ``notebooks/`` are marked)."""
-    present = {p.name[:2] for p in (REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    """The learning path: notebooks 00-10 in order, each lab after the notebooks it checks.
+
+    Columns ``step`` (``03`` or ``lab 1``), ``file`` (relative to the workspace), ``title``, ``side``,
+    ``teaches``. Show it whole with :func:`show_table` (pandas would cut the long ``teaches`` column).
+    """
+    files = {p.name[:2]: f"notebooks/{p.name}" for p in (REPO_ROOT / "notebooks").glob("*.ipynb")}
+    files.update(
+        {f"lab {p.name[3]}": f"labs/{p.name}" for p in (REPO_ROOT / "labs").glob("lab*.ipynb")}
+    )
     rows = [
-        {"notebook": n, "title": t, "role": r, "teaches": w, "present": n in present}
+        {"step": n, "file": files.get(n, "(missing)"), "title": t, "side": r, "teaches": w}
         for n, t, r, w in LAB_MAP
     ]
     return pd.DataFrame(rows)
 
 
+def show_table(frame: pd.DataFrame) -> None:
+    """Display ``frame`` whole: every row, every column, no cell text cut off with ``...``."""
+    from IPython.display import display
+
+    with pd.option_context(
+        "display.max_colwidth",
+        None,
+        "display.max_rows",
+        None,
+        "display.max_columns",
+        None,
+        "display.width",
+        250,
+    ):
+        display(frame)
+
+
 def use_style() -> None:
-    """The lab's plot style: seaborn whitegrid, colour-blind palette, readable sizes."""
+    """The lab's plot style: seaborn whitegrid, colour-blind palette, readable sizes.
+
+    In a Jupyter kernel it also makes sure plots show: a non-interactive backend inherited from the
+    environment (``MPLBACKEND=Agg``) would draw nothing, so the kernel switches to the inline backend.
+    """
     import matplotlib as mpl
     import seaborn as sns
+
+    _inline_plots_in_kernels()
 
     sns.set_theme(style="whitegrid", palette="colorblind", context="notebook")
     mpl.rcParams.update(
@@ -259,6 +276,19 @@ def use_style() -> None:
             "savefig.bbox": "tight",
         }
     )
+
+
+def _inline_plots_in_kernels() -> None:
+    """Switch a Jupyter kernel running a non-GUI, non-inline backend (Agg...) to the inline backend."""
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    shell = get_ipython() if get_ipython is not None else None
+    if shell is None or "ipykernel" not in sys.modules:
+        return  # a plain script: Agg is right there
+    import matplotlib as mpl
+
+    if mpl.get_backend().lower() in ("agg", "pdf", "svg", "ps", "cairo", "template"):
+        shell.run_line_magic("matplotlib", "inline")  # = %matplotlib inline
 
 
 # ----------------------------------------------------------------------------- provider steps
@@ -310,11 +340,31 @@ def require_profile(path: str | os.PathLike[str]) -> None:
     from helpers import recipient
 
     status = recipient.check_profile(path)  # raises NotFoundError for a missing file
-    if status != "ok":
+    if status == "ok":
+        return
+    moved = _moved_server(recipient.load_profile(path).endpoint)
+    if moved:
         raise ServerError(
-            f"profile {Path(path).name} does not work ({status}): start the provider server "
-            "(notebook 00) and hand out fresh profiles (re-run notebook 02)"
+            f"profile {Path(path).name} does not work ({status}) because it points at {moved[0]}, "
+            f"but this lab's provider server now listens on port {moved[1]}: hand out fresh profiles "
+            "(re-run notebook 02), or start the server on its old port again"
         )
+    raise ServerError(
+        f"profile {Path(path).name} does not work ({status}): start the provider server "
+        "(notebook 00) and hand out fresh profiles (re-run notebook 02)"
+    )
+
+
+def _moved_server(endpoint: str) -> tuple[str, int] | None:
+    """(endpoint's host:port, the running server's port) when a loopback profile points elsewhere."""
+    from urllib.parse import urlsplit
+
+    state = server_state()
+    url = urlsplit(endpoint)
+    if not state or url.hostname not in ("127.0.0.1", "localhost") or not url.port:
+        return None
+    running = int(state.get("port") or 0)
+    return (f"{url.hostname}:{url.port}", running) if running and running != url.port else None
 
 
 def hand_out_profile(
@@ -338,3 +388,22 @@ def hand_out_profile(
         ].item()
     recipient.activate(link, path, overwrite=True)
     return path, "activated"
+
+
+#: A code cell that draws: ``plt.subplots(...)``, ``plt.show()``, ``df.plot(...)``, ``ax.plot(...)``...
+PLOT_CALL = re.compile(r"\bplt\.(?!close\b|rcParams\b)\w+\(|\.plot(?:\.\w+)?\(")
+
+
+def cells_missing_plots(notebook: Any) -> list[int]:
+    """Indices of the code cells that call a plotting function but carry no ``image/png`` output.
+
+    An executed notebook should give an empty list: a plot cell without an image means the kernel ran with
+    a non-interactive backend (e.g. ``MPLBACKEND=Agg``), which draws nothing a learner can see.
+    """
+    missing = []
+    for i, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code" or not PLOT_CALL.search(cell.source):
+            continue
+        if not any("image/png" in out.get("data", {}) for out in cell.get("outputs", [])):
+            missing.append(i)
+    return missing

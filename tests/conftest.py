@@ -17,6 +17,10 @@ import pytest
 
 from tests.support import REPO, RunningServer, free_port, start_server, stop_server
 
+# Servers the tests start run one process unless a test asks for more (``--workers N``): tests look into
+# the server's pid (threads, descriptors); the product's default is min(2, cores) (helpers.server.workers).
+os.environ.setdefault("SHARELAB_WORKERS", "1")
+
 
 @pytest.fixture
 def lab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

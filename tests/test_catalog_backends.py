@@ -207,3 +207,28 @@ def test_cli_catalog_url_option(lab_home: Path, catalog_backend: str, pg_cluster
     assert c.db.backend == "postgresql" and "cli_option_" in c.db.location
     if catalog_backend == "sqlite":  # the home's own SQLite catalog never saw it
         assert "via_cli" not in [r.name for r in Catalog(lab_home).list_recipients()]
+
+
+def test_concurrent_first_opens_migrate_once(lab_home: Path, catalog_backend: str) -> None:
+    """Eight processes' worth of first opens at once (threads with their own pools): one migration."""
+    errors: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def first_open() -> None:
+        barrier.wait()
+        try:
+            c = open_catalog(lab_home)
+            c.db.ensure_schema(
+                "race", {1: lambda conn: conn.execute("CREATE TABLE race_t (k TEXT PRIMARY KEY)")}
+            )
+            c.close()
+        except Exception as exc:  # noqa: BLE001 - collected and asserted
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=first_open) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert open_catalog(lab_home).db.schema_version("race") == 1

@@ -201,3 +201,18 @@ def test_a_killed_worker_is_replaced_and_recipients_keep_reading(lab: Lab) -> No
         time.sleep(0.2)
     assert len(lab.workers()) == 2 and a.pid not in [p.pid for p in lab.workers()]
     assert len(delta_sharing.load_as_pandas(f"{profile}#s.sch.t")) == 150
+
+
+def test_workers_option_is_checked_and_the_default_fits_the_machine(
+    lab_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers.server.workers import default_workers
+    from tests.support import sharelab
+
+    run = sharelab(lab_home, "serve", "--port", "0", "--workers", "0")
+    assert run.returncode == 1 and "--workers" in run.stderr and "1 to 64" in run.stderr
+    assert "Traceback" not in run.stderr
+    monkeypatch.delenv("SHARELAB_WORKERS", raising=False)
+    assert default_workers() == max(1, min(2, os.cpu_count() or 1))
+    monkeypatch.setenv("SHARELAB_WORKERS", "3")
+    assert default_workers() == 3

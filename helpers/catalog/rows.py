@@ -58,7 +58,9 @@ def colliding_row(conn: sqlite3.Connection, table: str, name: str) -> sqlite3.Ro
     if row is not None:
         return row
     key = name_key(name)
-    return next((r for r in conn.execute(f"SELECT * FROM {table}") if name_key(r["name"]) == key), None)
+    return next(
+        (r for r in conn.execute(f"SELECT * FROM {table}") if name_key(r["name"]) == key), None
+    )
 
 
 def colliding_alias(

@@ -28,7 +28,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--scale",
         default="small",
-        help="small, medium, large (airline also xlarge, seed 000's volumes); default small",
+        help="small, medium, large (airline also xlarge, the Redshift multi-domain scenario's volumes); default small",
     )
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     p.add_argument(

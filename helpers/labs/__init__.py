@@ -38,12 +38,21 @@ __all__ = [
 def _cmd_grade(args: argparse.Namespace) -> int:
     from helpers.labs.grade import grade
 
-    frame = grade(Path(args.folder), timeout=args.timeout, kernel_name=args.kernel)
+    folder = Path(args.folder)
+    reports = Path(args.reports) if args.reports else folder / "feedback"
+    frame = grade(
+        folder,
+        timeout=args.timeout,
+        kernel_name=args.kernel,
+        workers=args.workers,
+        reports=reports,
+    )
     with __import__("pandas").option_context("display.max_columns", None, "display.width", 200):
         print(frame.to_string())
     if args.csv:
         frame.to_csv(args.csv)
         print(f"wrote {args.csv}")
+    print(f"wrote {len(frame)} feedback report(s) to {reports}")
     return 0
 
 
@@ -73,14 +82,19 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
     g = sub.add_parser(
         "grade",
-        help="run every learner notebook in DIR and print a per-task table",
+        help="run every learner notebook in DIR; gradebook CSV and a feedback report per learner",
         description="Execute each .ipynb in DIR with papermill, each in a fresh lab home, "
-        "and print one row per learner: passed / failed / not attempted per task.",
+        "WORKERS at a time; run the instructor-only hidden checks; print one row per learner "
+        "(status and points per task), write the gradebook CSV and one HTML report per learner.",
     )
     g.add_argument("folder", metavar="DIR", help="folder with one learner notebook per file")
     g.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     g.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
-    g.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
+    g.add_argument("--csv", metavar="FILE", help="also write the gradebook as CSV")
+    g.add_argument("--workers", type=int, default=2, help="notebooks run at once (default 2)")
+    g.add_argument(
+        "--reports", metavar="DIR", help="feedback reports folder (default DIR/feedback)"
+    )
     g.set_defaults(func=_cmd_grade)
 
     b = sub.add_parser(

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from helpers.labs import setup
-from helpers.labs.core import Task, expect, is_whole_number
+from helpers.labs.core import CheckFailed, Task, check_all, expect, is_whole_number
 
 LAB = "cdf"
 SHARE = "lab_cdf_share"
@@ -34,6 +34,7 @@ class CdfLab:
         self.profile_path = str(profile_path)
         self.url = f"{self.profile_path}#{SHARE}.crm.customers"
         self._start_version: int | None = None
+        self._copy_version: int | None = None  # the local copy's Delta version when c2 passed
         self.c1 = Task(
             LAB,
             "c1",
@@ -77,7 +78,26 @@ class CdfLab:
                 "source_alias='source', target_alias='target') with when_matched_delete for "
                 "deletes, when_matched_update_all and when_not_matched_insert_all otherwise",
             ),
+            points=2.0,
         )
+        self.c5 = Task(
+            LAB,
+            "c5",
+            "Keep the customers' history (SCD type 2) from the snapshot and the feed",
+            self._check_c5,
+            hints=(
+                "Start with one row per customer of the snapshot (valid_from = start_version); each "
+                "insert or update_postimage at version v closes the key's open row (valid_to = v) and "
+                "opens a new one (valid_from = v); a delete at v only closes it.",
+                "walk the feed sorted by _commit_version, keep a dict key -> open row, append closed "
+                "rows to a list; is_current = valid_to is None; pd.DataFrame(rows)",
+            ),
+            points=2.0,
+        )
+
+    def check_all(self) -> None:
+        """Check every task again and print the points."""
+        check_all(self)
 
     # -- the provider's side, played by the lab ------------------------------------------------
     def provider_changes(self) -> pd.DataFrame:
@@ -87,6 +107,8 @@ class CdfLab:
         provider = Provider(self.home)
         top = int(provider.sql(f"SELECT max({KEY}) AS m FROM {TABLE}").iloc[0, 0])
         lowest = provider.sql(f"SELECT {KEY} FROM {TABLE} ORDER BY {KEY} LIMIT 3")[KEY].tolist()
+        lowest = provider.sql(f"SELECT {KEY} FROM {TABLE} ORDER BY {KEY} LIMIT 5")[KEY].tolist()
+        # some keys change twice, one is deleted and inserted again: only the last change per key counts
         provider.sql(f"""
             INSERT INTO {TABLE} SELECT * REPLACE ({top + 1} AS {KEY}, 'new.customer@example.com' AS email)
               FROM {TABLE} WHERE {KEY} = {lowest[0]};
@@ -95,7 +117,12 @@ class CdfLab:
             MERGE INTO {TABLE} t
               USING (SELECT * REPLACE ('PLATINUM' AS loyalty_tier) FROM {TABLE} WHERE {KEY} = {lowest[2]}) s
               ON t.{KEY} = s.{KEY}
-              WHEN MATCHED THEN UPDATE SET loyalty_tier = s.loyalty_tier
+              WHEN MATCHED THEN UPDATE SET loyalty_tier = s.loyalty_tier;
+            UPDATE {TABLE} SET email = 'changed.again@example.com' WHERE {KEY} = {lowest[0]};
+            UPDATE {TABLE} SET email = 'updated.new@example.com' WHERE {KEY} = {top + 1};
+            DELETE FROM {TABLE} WHERE {KEY} = {lowest[3]};
+            INSERT INTO {TABLE} SELECT * REPLACE ({lowest[3]} AS {KEY}, 'back.again@example.com' AS email)
+              FROM {TABLE} WHERE {KEY} = {lowest[4]}
         """)
         return provider.sql(f"DESCRIBE HISTORY {TABLE}")
 
@@ -120,9 +147,11 @@ class CdfLab:
         expect(isinstance(local_path, str | Path), "answer with the path of your local Delta table")
         expect(Path(local_path, "_delta_log").is_dir(), f"{local_path} is not a Delta table yet")
         expect(self._start_version is not None, "check c1 first: the copy is taken at that version")
-        mine = DeltaTable(str(local_path)).to_pandas()
+        copy = DeltaTable(str(local_path))
+        mine = copy.to_pandas()
         theirs = delta_sharing.load_as_pandas(self.url, version=self._start_version)
         _expect_same_rows(mine, theirs, f"the table as of version {self._start_version}")
+        self._copy_version = copy.version()
 
     def _check_c3(self, changes: Any) -> None:
         import delta_sharing
@@ -156,9 +185,125 @@ class CdfLab:
         from deltalake import DeltaTable
 
         expect(isinstance(local_path, str | Path), "answer with the path of your local Delta table")
-        mine = DeltaTable(str(local_path)).to_pandas()
+        expect(Path(local_path, "_delta_log").is_dir(), f"{local_path} is not a Delta table")
+        expect(self._copy_version is not None, "check c2 first: the copy starts at start_version")
+        copy = DeltaTable(str(local_path))
+        later = [h for h in copy.history() if int(h.get("version", -1)) > (self._copy_version or 0)]
+        restart = (
+            "rewrite the copy as of start_version (task c2, check it again), then apply the feed"
+        )
+        expect(
+            copy.version() >= (self._copy_version or 0),
+            f"your copy was recreated after task c2; {restart}",
+        )
+        reloads = [h for h in later if _is_overwrite(h)]
+        expect(
+            not reloads,
+            f"your copy was reloaded in full (an overwrite at version {reloads[0]['version'] if reloads else ''}) "
+            f"instead of being maintained from the change feed; {restart} with a merge",
+        )
+        expect(
+            bool(later),
+            "your copy has no commit since task c2: apply the changes of task c3 to it (a merge)",
+        )
+        mine = copy.to_pandas()
         theirs = delta_sharing.load_as_pandas(self.url)
-        _expect_same_rows(mine, theirs, "the provider's current table")
+        _expect_same_rows(
+            mine,
+            theirs,
+            "the provider's current table (some keys changed more than once: keep the last change)",
+        )
+
+    def _check_c5(self, history: Any) -> None:
+        import delta_sharing
+        from deltalake import DeltaTable
+
+        if isinstance(history, str | Path) and Path(history, "_delta_log").is_dir():
+            history = DeltaTable(str(history)).to_pandas()
+        expect(
+            isinstance(history, pd.DataFrame),
+            "answer with the history as a DataFrame (or the path of a Delta table holding it)",
+        )
+        needed = {KEY, "valid_from", "valid_to", "is_current"}
+        expect(
+            needed <= set(history.columns),
+            f"the history needs the columns {sorted(needed)}; it lacks "
+            f"{sorted(needed - set(history.columns))}",
+        )
+        expect(
+            self._start_version is not None, "check c1 first: the history starts at start_version"
+        )
+        start = int(self._start_version or 0)
+        snapshot = delta_sharing.load_as_pandas(self.url, version=start)
+        feed = delta_sharing.load_table_changes_as_pandas(self.url, starting_version=start + 1)
+        expected = scd2(snapshot, feed, start)
+        mine = history.copy()
+        mine["valid_to"] = pd.to_numeric(mine["valid_to"], errors="coerce").astype("Int64")
+        mine["valid_from"] = pd.to_numeric(mine["valid_from"], errors="coerce").astype("Int64")
+        spans = [KEY, "valid_from", "valid_to"]
+
+        def keyset(frame: pd.DataFrame) -> set[tuple[str, ...]]:
+            return set(frame[spans].astype(str).itertuples(index=False, name=None))
+
+        intervals_ok = keyset(mine) == keyset(expected) and len(mine) == len(expected)
+        current = mine[mine["is_current"].astype(bool)]
+        columns = [c for c in snapshot.columns]
+        current_ok = sorted(current.columns.intersection(columns)) == sorted(columns) and bool(
+            len(current) == len(expected[expected["is_current"]])
+            and keyset(current) == keyset(expected[expected["is_current"]])
+        )
+        if current_ok:
+            try:
+                _expect_same_rows(current[columns], delta_sharing.load_as_pandas(self.url), "x")
+            except AssertionError:
+                current_ok = False
+        credit = (intervals_ok + current_ok) / 2
+        if not intervals_ok:
+            wrong = len(keyset(mine) ^ keyset(expected))
+            raise CheckFailed(
+                f"{wrong} (customer, valid_from, valid_to) spans differ from the feed's history: each "
+                "insert or update_postimage opens a row at its commit version and closes the open "
+                "one; a delete only closes it; update_preimage rows are not versions",
+                credit=credit,
+            )
+        if not current_ok:
+            raise CheckFailed(
+                "the spans are right, but the rows with is_current = True are not the provider's "
+                "current table (is_current must be True exactly where valid_to is empty)",
+                credit=credit,
+            )
+
+
+def _is_overwrite(commit: dict[str, Any]) -> bool:
+    params = commit.get("operationParameters") or {}
+    mode = str(params.get("mode", "")).lower()
+    operation = str(commit.get("operation", "")).upper()
+    return operation in ("CREATE OR REPLACE TABLE", "REPLACE TABLE") or (
+        operation in ("WRITE", "CREATE TABLE") and mode == "overwrite"
+    )
+
+
+def scd2(snapshot: pd.DataFrame, feed: pd.DataFrame, start: int) -> pd.DataFrame:
+    """The type 2 history of ``snapshot`` (taken at version ``start``) after the change ``feed``:
+    one row per version of each key with ``valid_from``, ``valid_to`` (None while open), ``is_current``."""
+    columns = list(snapshot.columns)
+    open_rows: dict[Any, dict[str, Any]] = {
+        row[KEY]: {**row, "valid_from": start} for row in snapshot.to_dict("records")
+    }
+    closed: list[dict[str, Any]] = []
+    ordered = feed[feed["_change_type"] != "update_preimage"].sort_values("_commit_version")
+    for change in ordered.to_dict("records"):
+        version, key = int(change["_commit_version"]), change[KEY]
+        if key in open_rows:
+            closed.append({**open_rows.pop(key), "valid_to": version})
+        if change["_change_type"] != "delete":
+            open_rows[key] = {**{c: change[c] for c in columns}, "valid_from": version}
+    rows = closed + [{**r, "valid_to": None} for r in open_rows.values()]
+    frame = pd.DataFrame(rows, columns=[*columns, "valid_from", "valid_to"])
+    frame["valid_from"] = frame["valid_from"].astype("Int64")
+    frame["valid_to"] = pd.to_numeric(frame["valid_to"]).astype("Int64")
+    frame["is_current"] = frame["valid_to"].isna()
+    return frame
 
 
 def _expect_same_rows(mine: pd.DataFrame, theirs: pd.DataFrame, what: str) -> None:

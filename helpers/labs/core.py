@@ -57,7 +57,12 @@ def is_blank(value: Any) -> bool:
 
 
 class CheckFailed(AssertionError):
-    """Raised inside a check function: the message is shown to the learner."""
+    """Raised inside a check function: the message is shown to the learner. ``credit`` is the fraction
+    of the task's points earned anyway (partial credit for a task with parts, e.g. one of two counts)."""
+
+    def __init__(self, message: str, credit: float = 0.0) -> None:
+        super().__init__(message)
+        self.credit = max(0.0, min(1.0, float(credit)))
 
 
 @dataclass(frozen=True)
@@ -67,13 +72,57 @@ class CheckResult:
     status: str
     message: str
 
-    def to_json(self) -> dict[str, str]:
-        return {"lab": self.lab, "task": self.task, "status": self.status, "message": self.message}
+    hints: int = 0  # the highest hint level the learner had asked for (solution() counts as 99)
+    points: float = 0.0  # earned
+    max_points: float = 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lab": self.lab,
+            "task": self.task,
+            "status": self.status,
+            "message": self.message,
+            "hints": self.hints,
+            "points": self.points,
+            "max_points": self.max_points,
+        }
+
+
+def normalize(answer: Any) -> Any:
+    """The answer in a plain Python form: a one-cell DataFrame, a one-element Series or array and a numpy
+    scalar become the value; a one-row DataFrame, a Series or a 1-d array become a tuple. Anything else
+    (lists, tuples, strings, objects such as connections or versions) is returned unchanged."""
+    try:
+        import numpy as np
+        import pandas as pd
+    except ImportError:  # pragma: no cover - both are dependencies
+        return answer
+    if isinstance(answer, pd.DataFrame):
+        if answer.shape == (1, 1):
+            return normalize(answer.iat[0, 0])
+        if answer.shape[0] == 1:
+            return tuple(normalize(v) for v in answer.iloc[0])
+        return answer
+    if isinstance(answer, pd.Series | pd.Index) or (
+        isinstance(answer, np.ndarray) and answer.ndim <= 1
+    ):
+        values = (
+            [normalize(v) for v in list(answer)] if getattr(answer, "ndim", 1) else [answer.item()]
+        )
+        return values[0] if len(values) == 1 else tuple(values)  # () for an empty one
+    if isinstance(answer, np.generic):
+        return answer.item()
+    return answer
 
 
 def _publish(result: CheckResult) -> None:
     icon = {PASSED: "✅", FAILED: "❌", NOT_ATTEMPTED: "⏳"}[result.status]
-    text = f"{icon} {result.task}: {result.status}" + (
+    partial = (
+        f" ({result.points:g}/{result.max_points:g} points)"
+        if result.status == FAILED and result.points
+        else ""
+    )
+    text = f"{icon} {result.task}: {result.status}{partial}" + (
         f": {result.message}" if result.message else ""
     )
     try:
@@ -110,8 +159,12 @@ class Task:
     hints: Sequence[str] = field(default_factory=tuple)
     attempted: Callable[[Any], bool] | None = None
     last: CheckResult | None = None
+    hints_used: int = 0
+    points: float = 1.0
+    last_answer: Any = ____
 
     def evaluate(self, answer: Any = ____) -> CheckResult:
+        answer = normalize(answer)
         attempted = self.attempted(answer) if self.attempted else not is_blank(answer)
         if not attempted:
             return CheckResult(
@@ -119,23 +172,42 @@ class Task:
                 self.name,
                 NOT_ATTEMPTED,
                 "replace the ____ placeholder with your answer, run the cell, then check again",
+                self.hints_used,
+                0.0,
+                self.points,
             )
         try:
             self.checker(answer)
         except CheckFailed as exc:
-            return CheckResult(self.lab, self.name, FAILED, str(exc))
+            earned = round(self.points * exc.credit, 2)
+            return CheckResult(
+                self.lab, self.name, FAILED, str(exc), self.hints_used, earned, self.points
+            )
         except (
             Exception
         ) as exc:  # a learner's broken answer must read as a failure, not a traceback
             last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            return CheckResult(self.lab, self.name, FAILED, f"checking your answer raised {last}")
-        return CheckResult(self.lab, self.name, PASSED, "")
+            return CheckResult(
+                self.lab,
+                self.name,
+                FAILED,
+                f"checking your answer raised {last}",
+                self.hints_used,
+                0.0,
+                self.points,
+            )
+        return CheckResult(
+            self.lab, self.name, PASSED, "", self.hints_used, self.points, self.points
+        )
 
-    def check(self, answer: Any = ____) -> CheckResult:
-        """Check the answer (or the state it produced) and show the verdict."""
+    def check(self, answer: Any = ____) -> None:
+        """Check the answer (or the state it produced) and show the verdict: one line, and, unless it
+        passed, Hint and Solution buttons. Returns nothing (the verdict is kept in :attr:`last`)."""
+        self.last_answer = answer
         self.last = self.evaluate(answer)
         _publish(self.last)
-        return self.last
+        if self.last.status != PASSED:
+            _show(self.help_buttons())
 
     def hint(self, level: int = 1) -> None:
         """Show hint ``level`` (1 = gentlest)."""
@@ -143,21 +215,47 @@ class Task:
             print(f"💡 {self.name}: no hint for this task; try solution().")
             return
         level = max(1, min(level, len(self.hints)))
+        self.hints_used = max(self.hints_used, level)
         more = f" (hint({level + 1}) gives more)" if level < len(self.hints) else ""
         print(f"💡 {self.name} hint {level}/{len(self.hints)}: {self.hints[level - 1]}{more}")
 
     def solution(self) -> None:
         """Show the reference answer, read from the lab's solution notebook (one source, no drift)."""
+        self.hints_used = SOLUTION_SHOWN
         print(f"🔑 {self.name} solution:\n{solution_text(self.lab, self.name)}")
+
+    def help_buttons(self) -> Any:
+        """Hint (one level more per click) and Solution buttons; None without ipywidgets or IPython."""
+        return self._buttons(None, with_check=False)
+
+    def buttons(self, answer_name: str | None = None) -> Any:
+        """Check, Hint and Solution buttons. ``answer_name`` is the name of the notebook variable that holds
+        the answer (``lab.p1.buttons("answer_p1")``); Check reads it when clicked."""
+
+        def getter() -> Any:
+            if answer_name is None:
+                return ____
+            from IPython import get_ipython
+
+            shell = get_ipython()
+            return shell.user_ns.get(answer_name, ____) if shell is not None else ____
+
+        return self._buttons(getter, with_check=True)
 
     def widget(self, answer_getter: Callable[[], Any] | None = None) -> Any:
         """A row of buttons (Check, Hint, Solution) for JupyterLab; falls back to None without ipywidgets."""
+        return self._buttons(answer_getter, with_check=True)
+
+    def _buttons(self, answer_getter: Callable[[], Any] | None, *, with_check: bool) -> Any:
         try:
             import ipywidgets as w
+            from IPython import get_ipython
         except ImportError:  # pragma: no cover
             return None
+        if get_ipython() is None:
+            return None
         out = w.Output()
-        level = {"n": 0}
+        level = {"n": min(self.hints_used, len(self.hints))}
 
         def on_check(_: Any) -> None:
             with out:
@@ -174,11 +272,24 @@ class Task:
                 self.solution()
 
         buttons = []
-        for label, handler in (("Check", on_check), ("Hint", on_hint), ("Solution", on_solution)):
+        actions = [("Check", on_check)] if with_check else []
+        actions += [("Hint", on_hint), ("Solution", on_solution)]
+        for label, handler in actions:
             b = w.Button(description=label)
             b.on_click(handler)
             buttons.append(b)
         return w.VBox([w.HBox(buttons), out])
+
+
+SOLUTION_SHOWN = 99
+
+
+def _show(widget: Any) -> None:
+    if widget is None:
+        return
+    from IPython.display import display
+
+    display(widget)
 
 
 def solution_notebook(lab: str) -> Path:
@@ -255,13 +366,35 @@ def is_whole_number(value: Any) -> bool:
     return is_number(value) and float(value) == int(float(value))
 
 
+def tasks_of(lab: Any) -> list[Task]:
+    return [t for t in vars(lab).values() if isinstance(t, Task)]
+
+
 def summary(lab: Any) -> Any:
     """A table of the lab's tasks and their latest verdicts (tasks never checked show 'not attempted')."""
     import pandas as pd
 
     rows = []
-    for task in vars(lab).values():
-        if isinstance(task, Task):
-            status = task.last.status if task.last else NOT_ATTEMPTED
-            rows.append({"task": task.name, "title": task.title, "status": status})
+    for task in tasks_of(lab):
+        last = task.last
+        rows.append(
+            {
+                "task": task.name,
+                "title": task.title,
+                "status": last.status if last else NOT_ATTEMPTED,
+                "points": last.points if last else 0.0,
+                "max_points": task.points,
+            }
+        )
     return pd.DataFrame(rows)
+
+
+def check_all(lab: Any) -> None:
+    """Check every task of ``lab`` again, each with the answer it was last checked with (the state a
+    task left may have changed since), print one line per task and the points, and return nothing."""
+    earned = total = 0.0
+    for task in tasks_of(lab):
+        task.last = task.evaluate(task.last_answer)
+        _publish(task.last)
+        earned, total = earned + task.last.points, total + task.points
+    print(f"🏁 {earned:g}/{total:g} points")

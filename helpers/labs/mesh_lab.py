@@ -2,8 +2,8 @@
 
 The learner registers the ``sales`` domain, declares the product ``customer_insights`` over a prepared share
 (customers and their bookings) with an SLA, tries to publish it and reads which mandatory policy blocked it,
-fixes the product and publishes it with an access policy, tags a pii column and finds out whether an external
-recipient could be granted the product, then lets two consumers subscribe (one refused, one allowed).
+fixes the product and publishes it with an access policy, tags a pii column and reads which policy refuses
+a grant to an external recipient, then lets two consumers subscribe (one refused, one allowed).
 Every check reads the mesh's real state (:class:`helpers.mesh.Mesh`, the share catalog, the mesh's event log)
 when it runs; no expected value is written down.
 """
@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from helpers.labs import setup
-from helpers.labs.core import CheckFailed, Task, expect
+from helpers.labs.core import CheckFailed, Task, check_all, expect
 
 LAB = "mesh"
 DOMAIN = "sales"
@@ -93,13 +93,14 @@ class MeshLab:
         self.m5 = Task(
             LAB,
             "m5",
-            f"Tag a pii column: could {EXTERNAL} (external) be granted the product?",
+            f"Tag a pii column, try to grant {EXTERNAL} (external): which policy refuses it for the pii?",
             self._check_m5,
             hints=(
-                "tag_column marks a column as pii; the compliance check evaluates every mandatory "
-                "policy against the share's current grants.",
-                f"mesh.tag_column('{CUSTOMERS}', 'email', tag='pii'); GRANT the share to {EXTERNAL}, "
-                f"run mesh.check('{PRODUCT}', record=False), read .passed, then REVOKE the grant",
+                "tag_column marks a column as pii; governance then refuses grants of the share that "
+                "the mandatory policies forbid, and the refusal names every refusing policy.",
+                f"mesh.tag_column('{CUSTOMERS}', 'email', tag='pii'); then run GRANT SELECT ON SHARE "
+                f"{SHARE} TO RECIPIENT {EXTERNAL} inside try/except GrantRefusedError and print the "
+                "error: one policy refuses for the recipient's domain, another for the pii column",
             ),
         )
         self.m6 = Task(
@@ -115,6 +116,10 @@ class MeshLab:
                 f"'{ALLOWED[0]}' with consumer_domain='{ALLOWED[1]}'",
             ),
         )
+
+    def check_all(self) -> None:
+        """Check every task again and print the points."""
+        check_all(self)
 
     # -- a cell the lab gives the learner --------------------------------------------------------
     def try_publish(self) -> None:
@@ -218,32 +223,12 @@ class MeshLab:
             "the task asks for the marketing domain only: publish again with an access_policy",
         )
 
-    def _expected_pass_with_external(self) -> bool:
-        """Would every mandatory pii policy pass if the external recipient held the share? Computed from
-        the tags, the recipient's properties and the policies, independently of the mesh's evaluation."""
-        import operator
-
-        from helpers.mesh import parse_rule
-
-        ops = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
-        ops |= {"==": operator.eq, "!=": operator.ne}
-
-        pii = 0
-        for table in TABLES.values():
-            tags = self.mesh.column_tags(table)
-            pii += int((tags["tag"].str.lower() == "pii").sum()) if len(tags) else 0
-        props = {
-            k.lower(): str(v).lower()
-            for k, v in (self.catalog.get_recipient(EXTERNAL).properties or {}).items()
+    def _refusing_policies(self) -> set[str]:
+        """The grant conditions of the share that refuse the external recipient now."""
+        props = self.catalog.get_recipient(EXTERNAL).properties or {}
+        return {
+            c.policy.lower() for c in self.catalog.grant_conditions(SHARE) if not c.allows(props)
         }
-        external = 1 if props.get("external") in ("true", "1", "yes") else 0
-        product = self.mesh.get_product(PRODUCT)
-        for policy in self.mesh.list_policies():
-            metric, op, threshold = parse_rule(policy.rule)
-            if policy.enforcement == "mandatory" and metric == "pii_columns_external":
-                if policy.applies(product) and not ops[op](float(pii * external), threshold):
-                    return False
-        return True
 
     def _check_m5(self, answer: Any) -> None:
         self._product()
@@ -251,17 +236,30 @@ class MeshLab:
         pii = tags[tags["tag"].str.lower() == "pii"] if len(tags) else tags
         expect(
             len(pii) > 0,
-            f"no column of {CUSTOMERS} is tagged pii yet; mesh.column_tags('{CUSTOMERS}') shows the tags",
+            f"no column of {CUSTOMERS} is tagged pii yet; mesh.tag_column('{CUSTOMERS}', 'email', "
+            f"tag='pii'), then try the grant again (mesh.column_tags('{CUSTOMERS}') shows the tags)",
         )
-        expect(isinstance(answer, bool), f"answer True or False, not {answer!r}")
         expect(
-            answer == self._expected_pass_with_external(),
-            f"{answer} is not what the compliance check says once {EXTERNAL} holds the share; grant it, "
-            "run mesh.check(...) and read the verdict of the pii policy",
+            isinstance(answer, str),
+            f"answer with the policy's name as the refusal prints it (a string), not {answer!r}",
+        )
+        refusing = self._refusing_policies()
+        governance = {p.name.lower() for p in self.mesh.list_policies()}
+        name = answer.strip().strip("'\"").lower()
+        expect(
+            name in refusing,
+            f"{answer!r} is not a policy that refuses granting {SHARE} to {EXTERNAL}; run the GRANT "
+            "inside try/except GrantRefusedError and print the error: it names each refusing policy",
+        )
+        expect(
+            name in governance,
+            f"{answer!r} refuses {EXTERNAL} because of its consumer domain, whatever the data holds; "
+            "which policy refuses it because of the pii column? read the 'also policy' part of the "
+            "refusal",
         )
         expect(
             EXTERNAL not in self._grantees(),
-            f"{EXTERNAL} still holds a grant on {SHARE}; revoke it after your experiment "
+            f"{EXTERNAL} holds a grant on {SHARE}; revoke it "
             f"(REVOKE SELECT ON SHARE {SHARE} FROM RECIPIENT {EXTERNAL})",
         )
 

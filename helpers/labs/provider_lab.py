@@ -1,4 +1,4 @@
-"""Lab 1, provider: the store-inventory counterpart of the seed course's TechWare lab.
+"""Lab 1, provider: the store-inventory counterpart of the Databricks course's TechWare lab.
 
 The learner inspects the retail tables, creates a share, adds tables, creates a recipient, grants, and reads
 the audit log after the recipient has read the share. Checks look at the catalog's real state and at the data;
@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from helpers.labs import setup
-from helpers.labs.core import CheckFailed, Task, expect, is_blank, is_whole_number
+from helpers.labs.core import CheckFailed, Task, check_all, expect, is_blank, is_whole_number
 
 LAB = "provider"
 SHARE = "store_inventory"
@@ -21,6 +21,8 @@ RECIPIENT = "regional_store"
 PRODUCTS = "retail.sales.products"
 STORES = "retail.sales.stores"
 INVENTORY = "retail.sales.inventory_snapshots"
+#: a second reader of the share, so that the audit holds more than one recipient's requests (task p7).
+OTHER_READER = "head_office"
 
 
 class ProviderLab:
@@ -60,8 +62,11 @@ class ProviderLab:
             f"Create the share {SHARE} with a comment",
             self._check_p3,
             hints=(
-                "CREATE SHARE takes an optional COMMENT clause.",
-                f"CREATE SHARE IF NOT EXISTS {SHARE} COMMENT 'Inventory for regional stores'",
+                "CREATE SHARE takes an optional COMMENT clause; COMMENT ON SHARE changes the comment "
+                "of a share that exists already.",
+                f"CREATE SHARE IF NOT EXISTS {SHARE}; "
+                f"COMMENT ON SHARE {SHARE} IS 'Inventory for regional stores' "
+                "(works whether or not the share exists already)",
             ),
         )
         self.p4 = Task(
@@ -107,13 +112,26 @@ class ProviderLab:
             ),
         )
 
+    def check_all(self) -> None:
+        """Check every task again and print the points."""
+        check_all(self)
+
     def run(self, sql: Any) -> pd.DataFrame | None:
         """Run a learner's SQL cell: show the result, or the error, and never raise."""
         if is_blank(sql):
             print("⏳ not run: replace ____ with your SQL first")
             return None
+        from helpers.exceptions import AlreadyExistsError
+
         try:
             return self.provider.sql(sql)
+        except AlreadyExistsError as exc:
+            print(f"❌ {type(exc).__name__}: {exc}")
+            print(
+                "   it exists already: add IF NOT EXISTS to keep it, change its comment with "
+                "COMMENT ON SHARE|RECIPIENT <name> IS '...', or DROP it and CREATE it again"
+            )
+            return None
         except Exception as exc:  # the learner must see the message, not a traceback
             print(f"❌ {type(exc).__name__}: {exc}")
             return None
@@ -140,7 +158,24 @@ class ProviderLab:
                 }
             )
         setup.wait_for_audit(self.home, RECIPIENT, "queryTable", len(rows))
+        self._other_reader_reads()
         return pd.DataFrame(rows)
+
+    def _other_reader_reads(self) -> None:
+        """The head office reads the products table too (its requests are in the same audit table)."""
+        import delta_sharing
+
+        self.provider.sql(
+            f"CREATE RECIPIENT IF NOT EXISTS {OTHER_READER} COMMENT 'Head office analysts'; "
+            f"GRANT SELECT ON SHARE {SHARE} TO RECIPIENT {OTHER_READER}"
+        )
+        profile = setup.issue_profile(OTHER_READER, self.home, name="lab1_head_office")
+        client = delta_sharing.SharingClient(str(profile))
+        tables = client.list_all_tables()
+        for table in tables[:2]:
+            url = f"{profile}#{table.share}.{table.schema}.{table.name}"
+            delta_sharing.load_as_pandas(url, limit=10)
+        setup.wait_for_audit(self.home, OTHER_READER, "queryTable", min(2, len(tables)))
 
     # -- checks -------------------------------------------------------------------------------
     def _scalar(self, sql: str) -> Any:
@@ -155,11 +190,18 @@ class ProviderLab:
             f"SELECT count(*) AS n, count(DISTINCT category) AS c FROM {PRODUCTS}"
         )
         n, c = int(frame.iloc[0, 0]), int(frame.iloc[0, 1])
-        expect(int(answer[0]) == n, f"{answer[0]} is not the number of products; count every row")
-        expect(
-            int(answer[1]) == c,
-            f"{answer[1]} is not the number of categories; count DISTINCT values",
-        )
+        products_ok = is_whole_number(answer[0]) and int(answer[0]) == n
+        categories_ok = is_whole_number(answer[1]) and int(answer[1]) == c
+        credit = (products_ok + categories_ok) / 2  # each part is worth half the points
+        if not products_ok:
+            raise CheckFailed(
+                f"{answer[0]!r} is not the number of products; count every row", credit=credit
+            )
+        if not categories_ok:
+            raise CheckFailed(
+                f"{answer[1]!r} is not the number of categories; count DISTINCT values",
+                credit=credit,
+            )
 
     def _check_p2(self, answer: Any) -> None:
         expect(isinstance(answer, str), f"answer with the region's name (a string), not {answer!r}")
@@ -180,17 +222,23 @@ class ProviderLab:
             raise CheckFailed(
                 f"there is no share named {SHARE}; check the name in your statement"
             ) from None
-        expect(bool((share.comment or "").strip()), "the share has no comment; add COMMENT '...'")
+        expect(
+            bool((share.comment or "").strip()),
+            f"the share {SHARE} exists but has no comment; give it one with COMMENT ON SHARE {SHARE} "
+            f"IS '...' (or DROP SHARE {SHARE}, then CREATE SHARE {SHARE} COMMENT '...')",
+        )
 
     def _check_p4(self, _sql: Any) -> None:
         expect(self._has_share(), f"create the share {SHARE} first (task p3)")
         wanted = {self.catalog.get_table(t).location for t in (PRODUCTS, INVENTORY)}
         shared = {t.location for t in self.catalog.shared_tables(SHARE)}
         missing = len(wanted - shared)
-        expect(
-            missing == 0,
-            f"{missing} of the two tables is not in the share yet; SHOW ALL IN SHARE {SHARE}",
-        )
+        if missing:
+            raise CheckFailed(
+                f"{missing} of the two tables is not in the share yet; SHOW ALL IN SHARE {SHARE} "
+                f"shows what is (ALTER SHARE {SHARE} ADD TABLE ... for each missing one)",
+                credit=(2 - missing) / 2,
+            )
         extra = len(shared - wanted)
         expect(
             extra == 0,
@@ -207,7 +255,8 @@ class ProviderLab:
             raise CheckFailed(f"there is no recipient named {RECIPIENT}; SHOW RECIPIENTS") from None
         expect(
             bool((recipient.comment or "").strip()),
-            "the recipient has no comment; add COMMENT '...'",
+            f"the recipient {RECIPIENT} exists but has no comment; give it one with COMMENT ON "
+            f"RECIPIENT {RECIPIENT} IS '...' (DROP RECIPIENT would also drop its grants and tokens)",
         )
 
     def _require_grant(self) -> None:
@@ -237,8 +286,8 @@ class ProviderLab:
         expect(n > 0, "the recipient has not read anything yet: run the recipient cell above first")
         expect(
             int(answer) == n,
-            f"{answer} is not the number of queryTable requests by {RECIPIENT}; "
-            "filter on both the recipient and the action",
+            f"{answer} is not the number of queryTable requests by {RECIPIENT}; other recipients "
+            "read the share too: filter on both the recipient and the action",
         )
 
 

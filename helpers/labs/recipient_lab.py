@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from helpers.labs.core import CheckFailed, Task, expect, is_number, is_whole_number
+from helpers.labs.core import CheckFailed, Task, check_all, expect, is_number, is_whole_number
 
 LAB = "recipient"
 
@@ -79,13 +79,18 @@ class RecipientLab:
         self.r6 = Task(
             LAB,
             "r6",
-            "Can you read operations_domain.maintenance_logs? (True/False)",
+            "Which schemas (domains) does your profile let you read? (their names, any order)",
             self._check_r6,
             hints=(
-                "Look for the table in the list of tables your profile can see.",
-                "any(t.name == 'maintenance_logs' for t in client.list_all_tables())",
+                "Every table the client lists has a schema; the provider decides what each recipient "
+                "sees, so count nothing you have not been given.",
+                "sorted({t.schema for t in client.list_all_tables()})",
             ),
         )
+
+    def check_all(self) -> None:
+        """Check every task again and print the points."""
+        check_all(self)
 
     # -- data, read once through the protocol -------------------------------------------------
     def _url(self, share: str, schema: str, table: str) -> str:
@@ -176,9 +181,17 @@ class RecipientLab:
         )
 
     def _check_r6(self, answer: Any) -> None:
-        expect(isinstance(answer, bool), f"answer True or False, not {answer!r}")
-        visible = any(t.name.lower() == "maintenance_logs" for t in self._tables)
+        if isinstance(answer, str):
+            answer = [answer]
         expect(
-            answer == visible,
+            isinstance(answer, list | tuple | set | frozenset)
+            and all(isinstance(v, str) for v in answer),
+            f"answer with the schemas' names (a list of strings), not {answer!r}",
+        )
+        visible = {t.schema.lower() for t in self._tables}
+        given = {str(v).strip().lower() for v in answer}
+        expect(
+            given == visible,
+            f"{len(given)} schema name(s) given, and the set is not the one your profile lists; "
             "look again at what your profile lists: the provider decides what each recipient sees",
         )

@@ -12,7 +12,7 @@ from typing import Any
 
 from helpers.home import LabHome
 
-#: seed 000's topology, idempotent (notebook 02 teaches it statement by statement).
+#: the Redshift multi-domain scenario's topology, idempotent (notebook 02 teaches it statement by statement).
 AIRLINE_TOPOLOGY = """
 CREATE SHARE IF NOT EXISTS airline_core_share COMMENT 'Core airline data every domain needs';
 CREATE SHARE IF NOT EXISTS sales_data_share COMMENT 'Sales domain data';
@@ -53,7 +53,7 @@ def ensure_dataset(
 
 
 def ensure_airline_topology(home: str | os.PathLike[str] | None = None) -> None:
-    """Seed 000's shares, recipients and grants (schemas added once)."""
+    """The Redshift multi-domain scenario's shares, recipients and grants (schemas added once)."""
     from helpers.provider import Provider
 
     provider = Provider(home)
@@ -120,7 +120,7 @@ def wait_for_audit(
 
 
 def prepare_recipient_lab(home: str | os.PathLike[str] | None = None) -> Path:
-    """Airline data, seed 000's shares, a running server and a profile with the sales team's grants.
+    """Airline data, the Redshift multi-domain scenario's shares, a running server and a profile with the sales team's grants.
 
     The lab's recipient is its own (``lab_sales_analyst``, granted what ``sales_team`` has), so issuing
     its tokens never expires the sales team's profile handed out by notebook 02.

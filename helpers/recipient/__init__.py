@@ -7,6 +7,8 @@ the lab's server, the reference server or a Databricks share.
 - :func:`activate` redeems a one-time activation link and writes the version-1 profile with mode 0600;
 - :func:`load_profile`, :func:`tables`, :func:`list_tables` inspect what a profile grants;
 - :func:`load` / :func:`changes` read a table snapshot or its change data feed into pandas;
+- :func:`fast_load` reads a snapshot with one ``/query`` and concurrent downloads (the lean loader for
+  dashboards and mounts; :mod:`~helpers.recipient.fast`);
 - :func:`mount` mounts every shared table into DuckDB as a read-only ``share.schema.table`` (the D2D analogue
   of ``CREATE CATALOG ... USING SHARE``);
 - :func:`snapshot_copy`, :func:`apply_scd1`, :func:`apply_scd2` maintain a local Delta copy from the change
@@ -32,6 +34,7 @@ from helpers.recipient.copies import (
     same_rows,
     snapshot_copy,
 )
+from helpers.recipient.fast import fast_load, fast_load_arrow
 from helpers.recipient.mounting import mount, mounted_tables
 from helpers.recipient.profile_files import activate, check_profile, load_profile, write_profile
 from helpers.recipient.reading import (
@@ -73,6 +76,8 @@ __all__ = [
     "check_profile",
     "client",
     "copy_source_id",
+    "fast_load",
+    "fast_load_arrow",
     "list_tables",
     "load",
     "load_profile",

@@ -9,12 +9,13 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from helpers.exceptions import InvalidArgumentError, NotFoundError
 from helpers.idents import quote_ident
+from helpers.recipient.fast import fast_load_arrow
 from helpers.recipient.profile_files import profile_path
 from helpers.recipient.reading import tables
 
@@ -47,6 +48,7 @@ def mount(
     *,
     use_delta_format: bool | None = None,
     shares: Iterable[str] | None = None,
+    fast: bool = False,
 ) -> duckdb.DuckDBPyConnection:
     """Mount every table a profile grants into DuckDB as ``share.schema.table``, read-only.
 
@@ -60,6 +62,8 @@ def mount(
     :param con: the DuckDB connection to mount into (a new in-memory one by default).
     :param use_delta_format: passed to the client (None lets the server choose).
     :param shares: only these shares (default: all).
+    :param fast: read with the lean loader (:func:`helpers.recipient.fast_load_arrow`: one ``/query`` and
+        concurrent downloads) instead of the official client; parquet format only.
     :return: the connection (:func:`mounted_tables` lists what was mounted, with versions).
     :raises InvalidArgumentError: when a share name collides with a DuckDB database that is not a mount.
     """
@@ -82,7 +86,7 @@ def mount(
                 )
             con.execute(f"DETACH {quote_ident(share)}")
             shutil.rmtree(os.path.dirname(db_path), ignore_errors=True)  # the previous snapshot
-        db_file = _write_share_snapshot(path, share, share_tables, use_delta_format)
+        db_file = _write_share_snapshot(path, share, share_tables, use_delta_format, fast)
         con.execute(f"ATTACH {_sql_str(db_file)} AS {quote_ident(share)} (READ_ONLY)")
     return con
 
@@ -105,7 +109,11 @@ def _tables_by_share(profile: ProfileLike, shares: Iterable[str] | None) -> dict
 
 
 def _write_share_snapshot(
-    path: str, share: str, share_tables: list[Table], use_delta_format: bool | None
+    path: str,
+    share: str,
+    share_tables: list[Table],
+    use_delta_format: bool | None,
+    fast: bool = False,
 ) -> str:
     """Read every table of one share into a new private DuckDB file; return the file's path."""
     import delta_sharing
@@ -126,7 +134,11 @@ def _write_share_snapshot(
             # commit slipped in between (the recorded version must describe the rows).
             for _ in range(3):
                 version = int(delta_sharing.get_table_version(url))
-                frame = delta_sharing.load_as_pandas(url, use_delta_format=use_delta_format)
+                frame: Any = (
+                    fast_load_arrow(url)
+                    if fast
+                    else delta_sharing.load_as_pandas(url, use_delta_format=use_delta_format)
+                )
                 if int(delta_sharing.get_table_version(url)) == version:
                     break
             writer.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(t.schema)}")
@@ -138,7 +150,7 @@ def _write_share_snapshot(
             writer.unregister("__sharelab_frame")
             writer.execute(
                 "INSERT INTO main.__sharelab_mount VALUES (?, ?, ?, ?, ?)",
-                [t.share, t.schema, t.name, len(frame), version],
+                [t.share, t.schema, t.name, frame.num_rows if fast else len(frame), version],
             )
     finally:
         writer.close()

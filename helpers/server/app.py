@@ -22,7 +22,7 @@ from starlette.routing import Route
 from helpers import __version__
 from helpers.catalog import Recipient
 from helpers.home import LabHome
-from helpers.server.audit import AuditInfo
+from helpers.server.audit import AuditInfo, audit_event
 from helpers.server.cluster import accel_redirect_path
 from helpers.server.errors import ApiError, error_response, not_found, to_api_error
 from helpers.server.guard import check_throttle, client_address, read_body, record
@@ -96,6 +96,9 @@ def _audit_when_streamed(
 
     async def audited() -> AsyncIterator[Any]:
         status = response.status_code
+        # the row is queued as the stream starts (its commit overlaps with the body) and waited for
+        # before the stream ends; a stream that fails gets a second row with status 500
+        committed = svc.audit.submit(audit_event(request, info, status, started))
         try:
             async for chunk in inner:
                 yield chunk
@@ -103,7 +106,9 @@ def _audit_when_streamed(
             status = 500
             raise
         finally:
-            await record(svc.audit, request, info, status, started)
+            await svc.audit.wait(committed)
+            if status != response.status_code:
+                await record(svc.audit, request, info, status, started)
 
     response.body_iterator = audited()
 

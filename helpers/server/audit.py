@@ -1,14 +1,15 @@
 """The audit trail: what a handler learned about a request, and the writer of audit rows.
 
-Durability: a request's audit row is committed *before* its response is complete (for a stream: before
-its last chunk), so a client never holds a response whose row could still be lost (``kill -9``
-included). Rows are written by one thread in **group commits**: whatever queued while the previous
-commit ran is written in the next one, and every waiting request is released when its commit is done
-(:meth:`AuditWriter.record`). The catalog runs SQLite in WAL mode with ``synchronous = NORMAL``: a
-commit survives a crash of the server process; a power cut may lose the last commits.
+Durability: a request's row is durable *before* its response is complete (for a stream: before its last
+chunk), so a client never holds a response whose row could be lost (``kill -9`` included): with a journal
+(the server's case) the row is appended to this process's journal file first
+(:mod:`helpers.server.audit_journal`) and committed to the catalog by one thread in group commits a few
+milliseconds later; a server starting replays the journals of killed ones. Without a journal,
+:meth:`AuditWriter.record` waits for the group commit of the row.
 
 Repeated failures: from one client address, the first :data:`FAILURES_LOGGED_PER_WINDOW` failed
-authentications (401), throttled requests (429), refused activation codes and refused file URLs of a
+authentications (401) that name no recipient, throttled requests (429), refused activation codes and
+refused file URLs of a
 :data:`FAILURE_WINDOW_SECONDS` window get a row each; the rest of that window are counted in one row per
 (address, action, window) of the table ``audit_failure_summary`` (:func:`failure_summary`), so a flood
 of failures cannot grow the audit by more than a few rows a minute per address.
@@ -27,11 +28,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
 
 from helpers.catalog import AuditEvent, Catalog, clock
+from helpers.server.audit_journal import AuditJournal
 
 __all__ = [
     "FAILURES_LOGGED_PER_WINDOW",
@@ -158,7 +161,13 @@ class FailureCounter:
         self._lock = threading.Lock()
 
     def count(self, event: AuditEvent) -> _Count | None:
-        """None: log ``event`` as a row; else the summary increment that replaces it."""
+        """None: log ``event`` as a row; else the summary increment that replaces it.
+
+        A failure that names its recipient (a known but expired, rotated or revoked token) always gets
+        its row: it answers "who tried a revoked token?" (and the throttle bounds how many there are).
+        """
+        if event.recipient is not None:
+            return None
         now = time.time()
         key = (event.client_address or "", event.action)
         with self._lock:
@@ -174,7 +183,13 @@ class FailureCounter:
 
 
 # ======================================================================================== writer
-_Item = tuple[AuditEvent | _Count, Callable[[], None] | None]
+_Item = tuple[AuditEvent | _Count, Callable[[], None] | None, int | None]
+"""(row or count, called once committed, journal sequence number)."""
+
+
+def count_from_json(data: dict[str, Any]) -> _Count:
+    """A summary increment read back from the journal."""
+    return _Count(**data)
 
 
 class AuditWriter:
@@ -185,8 +200,16 @@ class AuditWriter:
     :param retention_days: rows older than this are deleted (0 keeps them all).
     """
 
-    def __init__(self, catalog: Catalog, max_batch: int = 1000, retention_days: float = 0) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        max_batch: int = 1000,
+        retention_days: float = 0,
+        journal_dir: Path | None = None,
+    ) -> None:
         self._catalog = catalog
+        self._journal_dir = journal_dir
+        self._journal: AuditJournal | None = None
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._max = max_batch
         self._retention = retention_days
@@ -196,39 +219,70 @@ class AuditWriter:
         ensure_audit_schema(catalog)
 
     def start(self) -> None:
+        """Open this process's journal (replaying those of killed servers) and start the writer."""
+        if self._journal is None and self._journal_dir is not None:
+            self._journal = AuditJournal(self._journal_dir, self._catalog)
+            replayed = self._journal.replay(self._insert)
+            if replayed:
+                log.info(
+                    "audit: %d rows of an interrupted server recovered from its journal", replayed
+                )
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="sharelab-audit", daemon=True)
             self._thread.start()
 
     def put(self, event: AuditEvent, done: Callable[[], None] | None = None) -> None:
         """Queue ``event``; ``done()`` is called (on the writer thread) once it is committed."""
-        self._queue.put((event, done))
+        self._enqueue(event, done)
+
+    def _enqueue(self, obj: AuditEvent | _Count, done: Callable[[], None] | None) -> None:
+        journal = self._journal
+        if journal is None:
+            self._queue.put((obj, done, None))
+            return
+        kind = "event" if isinstance(obj, AuditEvent) else "count"
+        journal.append(kind, obj, lambda seq: self._queue.put((obj, done, seq)))
 
     def put_failure(self, event: AuditEvent, done: Callable[[], None] | None = None) -> None:
         """Queue a failure: its own row, or a count in the summary when the address repeats itself."""
         counted = self.failures.count(event)
-        self._queue.put((event if counted is None else counted, done))
+        self._enqueue(event if counted is None else counted, done)
+
+    def submit(self, event: AuditEvent, *, failure: bool = False) -> Any:
+        """Queue ``event`` now; returns an asyncio future resolved once it is committed (call on the
+        event loop). A stream submits its row when it starts and waits for it before it ends, so the
+        commit overlaps with producing the body."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        committed = loop.create_future()
+        if self._thread is None or self._journal is not None:
+            # journaled: durable once appended (the commit follows); not started: tests without lifespan
+            (self.put_failure if failure else self.put)(event)
+            committed.set_result(None)
+            return committed
+
+        def done() -> None:
+            loop.call_soon_threadsafe(_resolve, committed)
+
+        (self.put_failure if failure else self.put)(event, done)
+        return committed
+
+    @staticmethod
+    async def wait(committed: Any, timeout: float = 5.0) -> None:
+        """Wait for a future of :meth:`submit` (at most ``timeout`` seconds, then go on)."""
+        import asyncio
+
+        try:
+            await asyncio.wait_for(asyncio.shield(committed), timeout)
+        except TimeoutError:
+            log.warning("audit commit took more than %.0f s; answering anyway", timeout)
 
     async def record(
         self, event: AuditEvent, *, failure: bool = False, timeout: float = 5.0
     ) -> None:
         """Queue ``event`` and wait until it is committed (at most ``timeout`` seconds, then go on)."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        committed = loop.create_future()
-
-        def done() -> None:
-            loop.call_soon_threadsafe(_resolve, committed)
-
-        if self._thread is None:  # not started (tests driving the app without its lifespan)
-            (self.put_failure if failure else self.put)(event)
-            return
-        (self.put_failure if failure else self.put)(event, done)
-        try:
-            await asyncio.wait_for(asyncio.shield(committed), timeout)
-        except TimeoutError:
-            log.warning("audit commit took more than %.0f s; answering anyway", timeout)
+        await self.wait(self.submit(event, failure=failure), timeout)
 
     def _run(self) -> None:
         while True:
@@ -241,6 +295,8 @@ class AuditWriter:
                 break
             batch = [item]
             stopping = False
+            if self._journal is not None:  # rows are durable in the journal: let a batch gather
+                time.sleep(0.02)
             while len(batch) < self._max:  # group commit: everything that queued meanwhile
                 try:
                     nxt = self._queue.get_nowait()
@@ -266,27 +322,40 @@ class AuditWriter:
     def _write(self, batch: list[_Item]) -> None:
         if not batch:
             return
-        events = [e for e, _ in batch if isinstance(e, AuditEvent)]
-        counts = [c for c, _ in batch if isinstance(c, _Count)]
+        seqs = [seq for _, _, seq in batch if seq is not None]
         try:
             with self._catalog.db.transaction() as conn:
-                if events:
-                    self._catalog.record_audit(events)
-                for c in counts:
-                    conn.execute(
-                        "INSERT INTO audit_failure_summary (client_address, action, window_start, "
-                        "last_time, failures, status_code, recipient) VALUES (?, ?, ?, ?, 1, ?, ?) "
-                        "ON CONFLICT (client_address, action, window_start) DO UPDATE SET "
-                        "failures = audit_failure_summary.failures + 1, last_time = excluded.last_time, "
-                        "status_code = excluded.status_code, "
-                        "recipient = COALESCE(excluded.recipient, audit_failure_summary.recipient)",
-                        (c.address, c.action, c.window_start, c.when, c.status, c.recipient),
-                    )
-        except Exception:  # an audit failure must not take the server down
+                self._insert(
+                    [("event" if isinstance(o, AuditEvent) else "count", o) for o, _, _ in batch],
+                    conn,
+                )
+                if seqs and self._journal is not None:
+                    self._journal.mark(conn, max(seqs))
+            if seqs and self._journal is not None:
+                self._journal.committed(max(seqs))
+        except Exception:  # an audit failure must not take the server down (the journal keeps them)
             log.exception("could not record %d audit events", len(batch))
-        for _, done in batch:
+        for _, done, _ in batch:
             if done is not None:
                 done()
+
+    def _insert(self, items: list[tuple[str, Any]], conn: sqlite3.Connection) -> None:
+        """Insert rows and summary counts in the current transaction."""
+        events = [o for k, o in items if k == "event"]
+        if events:
+            self._catalog.record_audit(events)
+        for kind, c in items:
+            if kind != "count":
+                continue
+            conn.execute(
+                "INSERT INTO audit_failure_summary (client_address, action, window_start, "
+                "last_time, failures, status_code, recipient) VALUES (?, ?, ?, ?, 1, ?, ?) "
+                "ON CONFLICT (client_address, action, window_start) DO UPDATE SET "
+                "failures = audit_failure_summary.failures + 1, last_time = excluded.last_time, "
+                "status_code = excluded.status_code, "
+                "recipient = COALESCE(excluded.recipient, audit_failure_summary.recipient)",
+                (c.address, c.action, c.window_start, c.when, c.status, c.recipient),
+            )
 
     def _prune_if_due(self) -> None:
         if self._retention <= 0 or time.monotonic() < self._next_prune:
@@ -317,6 +386,9 @@ class AuditWriter:
             self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
 
 def _resolve(future: Any) -> None:

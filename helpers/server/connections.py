@@ -82,13 +82,16 @@ class _LimitedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
 
-def limited_protocol(limits: ServerLimits) -> type[Any]:
-    """The ``H11Protocol`` subclass enforcing ``limits`` (pass it as uvicorn's ``http=``)."""
+def limited_protocol(limits: ServerLimits, workers: int = 1) -> type[Any]:
+    """The ``H11Protocol`` subclass enforcing ``limits`` (pass it as uvicorn's ``http=``).
+
+    :param workers: server processes sharing the port: each caps its share of ``max_connections``.
+    """
     return type(
         "LimitedH11Protocol",
         (_LimitedH11Protocol,),
         {
             "header_timeout": float(limits.header_timeout_seconds),
-            "max_connections": int(limits.max_connections),
+            "max_connections": max(1, -(-int(limits.max_connections) // max(1, workers))),
         },
     )

@@ -103,8 +103,8 @@ def _listen(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ServerError(
-            f"Cannot listen on {host}:{port} ({exc.strerror}); pick another port with --port or stop "
-            "whatever uses it"
+            f"Cannot listen on {host}:{port} ({exc.strerror}): stop whatever uses it, or pick "
+            "another port (SHARELAB_PORT=8081 ./run-demo.sh, or sharelab start --port 8081)"
         ) from None
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -212,7 +212,7 @@ def _run(
     pid_file.write_text(f"{os.getpid()}\n")
     config = uvicorn.Config(
         app,
-        http=limited_protocol(limits),  # h11 with a request-head timeout and a connection cap
+        http=limited_protocol(limits, workers),  # h11, a request-head timeout, a connection cap
         h11_max_incomplete_event_size=limits.max_header_bytes,
         loop="asyncio",
         lifespan="on",

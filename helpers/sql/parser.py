@@ -519,10 +519,7 @@ def parse(text: str) -> ParsedScript:
         raise SqlParseError(f"expected SQL text (a str), got {type(text).__name__}")
     lines = Lines(text)
     if "\x00" in text:
-        line, col = lines.locate(text.index("\x00"))
-        raise SqlParseError(
-            f"the SQL text holds a NUL byte (line {line}, column {col}); remove it", expected="text"
-        )
+        raise syntax_error(lines, text.index("\x00"), "SQL text", "a NUL byte (remove it)")
     tokens = tokenize(text)
     statements: list[Statement] = []
     texts: list[str] = []

@@ -24,7 +24,7 @@ import pytest
 from helpers import server
 from helpers.batch import run_batch
 from helpers.notebook import REPO_ROOT as REPO
-from helpers.notebook import collect_key_figures
+from helpers.notebook import PLOT_CALL, cells_missing_plots, collect_key_figures
 from tests.support import free_port
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
@@ -62,7 +62,19 @@ def test_nbval_committed_outputs(tmp_path: Path, run_nbval) -> None:
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
 
 
-def test_papermill_other_seed(tmp_path: Path) -> None:
+def test_committed_plots_have_images() -> None:
+    """Every plot-making cell of the committed reference run carries its image."""
+    plots = 0
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        plots += sum(1 for c in nb.cells if c.cell_type == "code" and PLOT_CALL.search(c.source))
+        assert cells_missing_plots(nb) == [], f"{path.name}: plot cells without an image"
+    assert plots >= 5  # 03's dashboard, 05, 06, 07, 08
+
+
+def test_papermill_other_seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The environment of a headless machine or an image may say MPLBACKEND=Agg: kernels must still plot.
+    monkeypatch.setenv("MPLBACKEND", "Agg")
     home = tmp_path / "lab-home"
     port = free_port()  # one port for the lab home: the profiles handed out point at it
     result = run_batch(
@@ -76,6 +88,12 @@ def test_papermill_other_seed(tmp_path: Path) -> None:
     assert server.status(home) is None, "the batch must stop the server it started"
     failed = {r.notebook: r.error for r in result.runs if r.status != "ok"}
     assert not failed, failed
+    # Every plot-making cell of the executed notebooks carries an image (03's dashboard, 05-08's plots).
+    no_image = {
+        Path(r.notebook).name: cells_missing_plots(nbformat.read(r.output, as_version=4))
+        for r in result.runs
+    }
+    assert not any(no_image.values()), f"plot cells without an image: {no_image}"
     figures = {Path(r.notebook).name[:2]: r.key_figures for r in result.runs}
     # Parameters reach only the notebooks that declare them.
     params = {Path(r.notebook).name[:2]: r.parameters for r in result.runs}

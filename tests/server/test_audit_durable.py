@@ -7,11 +7,25 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from helpers.catalog import Catalog
 from tests.server.minilab import running_minilab
+from tests.support import start_server
+
+
+def _rows_by_agent(catalog: Catalog, agents: set[str]) -> dict[str, Any]:
+    """The audit rows by user agent, once every one of ``agents`` is there (the writer commits in
+    batches of ~20 ms; the rows are durable in the journal already)."""
+    deadline = time.monotonic() + 10
+    while True:
+        rows = {e.user_agent: e for e in catalog.audit_events()}
+        if agents <= set(rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
 
 PATHS = [
     ("GET", "/shares"),
@@ -61,6 +75,12 @@ def test_sigkill_under_load_loses_no_received_response(tmp_path: Path) -> None:
         for t in threads:
             t.join(20)
         assert len(received) > 50, f"too little load ({len(received)} responses)"
+        # the rows live in the killed server's journal; the next server recovers them at start-up
+        old = set((lab.home / "server").glob("audit-*.journal"))
+        assert old
+        lab.server = start_server(lab.home)
+        left = old & set((lab.home / "server").glob("audit-*.journal"))
+        assert not left, "the dead server's journal was replayed and removed"
         cat = Catalog(lab.home / "catalog.db")
         try:
             audited = {e.user_agent for e in cat.audit_events()}
@@ -97,8 +117,7 @@ def test_refused_known_tokens_are_audited_under_their_recipient(tmp_path: Path) 
             timeout=10,
         )
         assert r.status_code == 401 and "unknown" in r.json()["message"]
-        # the rows are committed before the answers: no waiting needed
-        by_agent = {e.user_agent: e for e in lab.catalog.audit_events()}
+        by_agent = _rows_by_agent(lab.catalog, {"rotated", "revoked", "unknown"})
         assert by_agent["rotated"].recipient == "alice"
         assert by_agent["revoked"].recipient == "bob"
         assert by_agent["unknown"].recipient is None

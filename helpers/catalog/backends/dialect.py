@@ -210,7 +210,8 @@ def to_postgres(sql: str) -> Translation:
     """``sql`` (one statement, SQLite's dialect) in PostgreSQL's."""
     toks = tokenize(sql)
     upto_from = next((i for i, t in enumerate(toks) if _upper(t) == "FROM"), len(toks))
-    names_rowid = any(_upper(t) == "ROWID" for t in toks[:upto_from])  # selected, not just ordered by
+    # selected, not just ordered by
+    names_rowid = any(_upper(t) == "ROWID" for t in toks[:upto_from])
     first = _next_word(toks, 0)
     head = _upper(toks[first]) if first < len(toks) else ""
     upsert_table: str | None = None

@@ -152,11 +152,16 @@ class PgConnection:
     def __init__(self, raw: Any, backend: PostgresBackend) -> None:
         self.raw = raw
         self._backend = backend
+        #: ``BEGIN ...;`` not sent yet: it travels with the transaction's first statement (one round
+        #: trip less per transaction; a transaction that runs nothing costs none)
+        self._pending = ""
 
     @property
     def in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
 
+        if self._pending:
+            return True
         return bool(self.raw.info.transaction_status != TransactionStatus.IDLE)
 
     @property
@@ -170,15 +175,36 @@ class PgConnection:
         text = tr.sql
         if tr.upsert_table is not None:
             text = text.replace("{conflict}", self._backend.conflict_clause(self, tr))
+        prefix, self._pending = self._pending, ""
         try:
-            return _Cursor(self.raw.execute(text, _params(params)), keep_rowid=tr.names_rowid)
+            cur = self.raw.execute(prefix + text, _params(params))
+            for _ in range(prefix.count(";")):
+                cur.nextset()
+            return _Cursor(cur, keep_rowid=tr.names_rowid)
         except psycopg.Error as exc:
             raise _as_sqlite_error(exc) from exc
+
+    def _flush(self) -> None:
+        import psycopg
+
+        prefix, self._pending = self._pending, ""
+        if prefix:
+            try:
+                self.raw.execute(prefix)
+            except psycopg.Error as exc:
+                raise _as_sqlite_error(exc) from exc
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> _Cursor:
         upper = sql.lstrip()[:16].upper()
         if upper.startswith("BEGIN"):
-            self._backend.begin(self, write="IMMEDIATE" in upper or "EXCLUSIVE" in upper)
+            if self.in_transaction:
+                raise sqlite3.OperationalError("cannot start a transaction within a transaction")
+            self._pending = self._backend.begin_sql(
+                write="IMMEDIATE" in upper or "EXCLUSIVE" in upper
+            )
+            return _Cursor(self.raw.cursor())
+        if self._pending and upper.strip().rstrip(";") in ("COMMIT", "ROLLBACK", "END"):
+            self._pending = ""  # nothing ran: nothing to end
             return _Cursor(self.raw.cursor())
         if upper.startswith("PRAGMA"):
             raise sqlite3.OperationalError(
@@ -193,6 +219,7 @@ class PgConnection:
         text = tr.sql
         if tr.upsert_table is not None:
             text = text.replace("{conflict}", self._backend.conflict_clause(self, tr))
+        self._flush()
         cur = self.raw.cursor()
         try:
             cur.executemany(text, [_params(p) for p in seq])
@@ -301,17 +328,11 @@ class PostgresBackend:
                 ) from None
             self._prepared = True
 
-    def begin(self, conn: PgConnection, *, write: bool) -> None:
-        import psycopg
-
-        try:
-            if write:
-                conn.raw.execute("BEGIN")
-                conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
-            else:
-                conn.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        except psycopg.Error as exc:
-            raise _as_sqlite_error(exc) from exc
+    def begin_sql(self, *, write: bool) -> str:
+        """What starts a transaction: a write takes the catalog's advisory lock, a read one snapshot."""
+        if write:
+            return f"BEGIN; SELECT pg_advisory_xact_lock({int(self.lock_key)}); "
+        return "BEGIN ISOLATION LEVEL REPEATABLE READ; "
 
     def conflict_clause(self, conn: PgConnection, tr: Translation) -> str:
         """The ``ON CONFLICT`` clause of an ``INSERT OR REPLACE`` into ``tr.upsert_table``."""
@@ -340,10 +361,15 @@ class PostgresBackend:
     # -- schema versions -------------------------------------------------------------------------
 
     def get_version(self, conn: PgConnection, component: str) -> int:
+        conn._flush()  # inside the transaction (and under its lock), not before it
+        # pg_tables (the statement's fresh snapshot), not to_regclass: the catalog cache of a transaction
+        # that began before another one created the table may not know the table yet
         found = conn.raw.execute(
-            "SELECT to_regclass(%s) IS NOT NULL", (COMPONENTS_TABLE,)
+            "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = current_schema() "
+            "AND tablename = %s",
+            (COMPONENTS_TABLE,),
         ).fetchone()
-        if not found or not found[0]:
+        if not found:
             return 0
         row = conn.raw.execute(
             f"SELECT version FROM {COMPONENTS_TABLE} WHERE component = %s", (component,)
@@ -351,6 +377,7 @@ class PostgresBackend:
         return 0 if row is None else int(row[0])
 
     def set_version(self, conn: PgConnection, component: str, version: int) -> None:
+        conn._flush()
         conn.raw.execute(
             f"CREATE TABLE IF NOT EXISTS {COMPONENTS_TABLE} "
             "(component TEXT PRIMARY KEY, version BIGINT NOT NULL)"

@@ -78,7 +78,11 @@ class ServiceCore:
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.url_ttl_ms = int(url_ttl_seconds * 1000)
         self.signer = Signer(load_or_create_key(signing_key_path(self.home)))
-        self.audit = AuditWriter(self.catalog, retention_days=self.limits.audit_retention_days)
+        self.audit = AuditWriter(
+            self.catalog,
+            retention_days=self.limits.audit_retention_days,
+            journal_dir=self.home.server_dir,  # rows durable in a journal before each answer
+        )
         self.entries = FileEntryCache(self.signer.token_path)
         self._table_cache: dict[tuple[str, str, str], tuple[float, SharedTable]] = {}
         self._dv_cache: dict[tuple[str, int], tuple[Snapshot, set[str]]] = {}

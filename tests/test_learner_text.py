@@ -1,0 +1,71 @@
+"""What a learner reads says what things are: no words from how the lab was made.
+
+The lab was built from five source systems (the Databricks course, the Redshift multi-domain scenario, the
+data-mesh designs, a retail warehouse comparison); learners meet them by those names, never as numbered
+"seeds". A random seed (``seed = 42``, ``-p seed 7``) is a different thing and is fine.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers.notebook import REPO_ROOT
+
+JARGON = re.compile(
+    r"\bseeds? ?\d{3}\b|\bseed(?:'s| course| system| README)|\bthe seed\b|trap fixed",
+    re.IGNORECASE,
+)
+NOTEBOOKS = sorted([*REPO_ROOT.glob("notebooks/*.ipynb"), *REPO_ROOT.glob("labs/**/*.ipynb")])
+DOCS = sorted(
+    [REPO_ROOT / "README.md", REPO_ROOT / "docker" / "README.md", *REPO_ROOT.glob("docs/*.md")]
+)
+
+
+def _notebook_texts(path: Path) -> list[tuple[str, str]]:
+    """(where, text) for every cell's source and every text output of a notebook."""
+    nb = nbformat.read(path, as_version=4)
+    texts = []
+    for i, cell in enumerate(nb.cells):
+        texts.append((f"cell {i}", cell.source))
+        for out in cell.get("outputs", []):
+            texts.append((f"cell {i} output", str(out.get("text", ""))))
+            for kind, value in out.get("data", {}).items():
+                if kind.startswith("text/") and isinstance(value, str):
+                    texts.append((f"cell {i} output {kind}", value))
+    return texts
+
+
+def test_the_pattern_finds_jargon_and_spares_random_seeds() -> None:
+    for bad in (
+        "seed 000's topology",
+        "Seed 004 lesson 2.3",
+        "the seed course",
+        "with its trap fixed",
+    ):
+        assert JARGON.search(bad), bad
+    for fine in ("seed = 42  # random seed", "-p seed 7", "the same scale and seed give", "seed=7"):
+        assert not JARGON.search(fine), fine
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_notebooks_and_labs_have_no_jargon(path: Path) -> None:
+    hits = [
+        f"{where}: {m.group(0)!r}"
+        for where, text in _notebook_texts(path)
+        for m in JARGON.finditer(text)
+    ]
+    assert not hits, f"{path.name}: name the real thing instead: {hits}"
+
+
+def test_docs_have_no_jargon() -> None:
+    hits = [
+        f"{p.relative_to(REPO_ROOT)}:{n}: {line.strip()[:100]}"
+        for p in DOCS
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if JARGON.search(line)
+    ]
+    assert not hits, hits
