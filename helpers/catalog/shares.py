@@ -428,7 +428,9 @@ class SharesMixin:
                         # bound to the entry and the registered table: removed and added again, or
                         # re-registered, it is a new table with a new id (old URLs and tokens die)
                         id=stable_id(
-                            f"{share_row['id']}/{entry['id']}/{t['id']}", entry["alias"], t["table_name"]
+                            f"{share_row['id']}/{entry['id']}/{t['id']}",
+                            entry["alias"],
+                            t["table_name"],
                         ),
                         comment=None,
                         source=t["name"],

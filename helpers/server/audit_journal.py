@@ -47,7 +47,8 @@ def _names(cls: type) -> tuple[str, ...]:
 
 def encode(kind: str, obj: Any) -> dict[str, Any]:
     """A row or count as a flat JSON-able dict (shallow: their fields are plain values)."""
-    data = {name: getattr(obj, name) for name in _names(type(obj))}
+    cls: type = type(obj)
+    data = {name: getattr(obj, name) for name in _names(cls)}
     if kind == "event":
         data["event_time"] = clock.to_epoch(obj.event_time)
     return data

@@ -142,7 +142,7 @@ def test_lab1_check_buttons_and_reset(lab_home: Path, learner_lab, browser_page)
     _set_cell(page, p1, "answer_p1 = (1, 1)\nlab.p1.widget(lambda: answer_p1)")
     page.keyboard.press("Shift+Enter")
     _wait_ran(page, p1)
-    out = cells.nth(p1).locator(".jp-OutputArea")
+    out = cells.nth(p1).locator(".jp-Cell-outputArea")
     out.get_by_role("button", name="Check").click()
     out.get_by_text("p1: failed").first.wait_for()
     # right, with the same button after re-running the cell

@@ -23,8 +23,8 @@ import pytest
 
 from helpers import server
 from helpers.batch import run_batch
-from helpers.notebook import REPO_ROOT as REPO
 from helpers.notebook import PLOT_CALL, cells_missing_plots, collect_key_figures
+from helpers.notebook import REPO_ROOT as REPO
 from tests.support import free_port
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
