@@ -94,9 +94,12 @@ def test_notebook_03_dashboard_appears(
     _open(page, learner_lab, NB03)
     _menu(page, "Edit", "Clear Outputs of All Cells")
     page.wait_for_function("() => !document.querySelector('.jp-OutputArea-output img')")
+    import nbformat
+
     _menu(page, "Run", "Run All Cells")
-    page.wait_for_selector(".jp-OutputArea-output img", timeout=180_000)
-    _wait_idle(page)
+    last = len(nbformat.read(REPO_ROOT / NB03, as_version=4).cells) - 1
+    _wait_ran(page, last)  # Run All reached the last cell
+    page.wait_for_selector(".jp-OutputArea-output img", state="attached", timeout=60_000)
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
     assert not tracebacks, tracebacks[:2]
