@@ -134,6 +134,11 @@ ensure_test_services() {
       || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${need[@]}" >/dev/null 2>&1; } \
       || echo "could not install ${need[*]}: those tests will skip" >&2
   fi
+  # the hub's proxy (tests/workshop/test_hub.py), pinned in hub/package.json
+  if [[ ! -x "$ROOT/hub/node_modules/.bin/configurable-http-proxy" ]] && command -v npm >/dev/null; then
+    (cd "$ROOT/hub" && npm install --no-audit --no-fund --loglevel=error >/dev/null 2>&1) \
+      || echo "could not install the hub's proxy from npm: the hub tests will skip" >&2
+  fi
 }
 
 case "$cmd" in
@@ -174,7 +179,10 @@ case "$cmd" in
     # The suite gives each test its own lab home; keep the user's lab out of it.
     unset SHARELAB_HOME SHARELAB_CATALOG_URL
     ensure_test_services
-    exec "$PY" -m pytest "$@"
+    # Tests are independent (own lab home, free ports): spread them over the cores unless told otherwise.
+    par=(-n "${SHARELAB_TEST_WORKERS:-2}")
+    for a in "$@"; do [[ "$a" == -n* || "$a" == --numprocesses* ]] && par=(); done
+    exec "$PY" -m pytest "${par[@]}" "$@"
     ;;
   stop)
     if [[ -x "$ROOT/docker/lab.sh" ]] && [[ -n "$(engine)" ]]; then "$ROOT/docker/lab.sh" down "$(engine)" || true; fi

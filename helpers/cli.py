@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("helpers.batch", "execute every notebook and lab solution with papermill"),
     "labs": ("helpers.labs", "build and grade the hands-on labs"),
     "mesh": ("helpers.mesh.cli", "data mesh: products, compliance checks, lineage, report"),
+    "workshop": ("helpers.workshop.cli", "workshop roster, live board, grades and the hub route"),
 }
 
 
