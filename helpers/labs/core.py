@@ -208,7 +208,8 @@ class Task:
         self.last_answer = answer
         self.last = self.evaluate(answer)
         _publish(self.last)
-        report_from_env(self.lab, [self.last])  # opt-in workshop progress (SHARELAB_REPORT_PROGRESS)
+        # opt-in workshop progress (SHARELAB_REPORT_PROGRESS)
+        report_from_env(self.lab, [self.last])
         if self.last.status != PASSED:
             _show(self.help_buttons())
 

@@ -36,7 +36,13 @@ from helpers.recipient.copies import (
 )
 from helpers.recipient.fast import fast_load, fast_load_arrow
 from helpers.recipient.mounting import mount, mounted_tables
-from helpers.recipient.profile_files import activate, check_profile, load_profile, write_profile
+from helpers.recipient.profile_files import (
+    activate,
+    activate_with_ca,
+    check_profile,
+    load_profile,
+    write_profile,
+)
 from helpers.recipient.reading import (
     CDF_COLUMNS,
     changes,
@@ -50,7 +56,6 @@ from helpers.recipient.reading import (
 )
 from helpers.recipient.trust import (
     TlsError,
-    activate_with_ca,
     ca_fingerprint,
     check_tls,
     fetch_lab_ca,

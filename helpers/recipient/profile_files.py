@@ -23,6 +23,7 @@ from helpers.exceptions import (
     SharelabError,
     TokenError,
 )
+from helpers.recipient.trust import ca_path_for, check_tls, fetch_lab_ca, trust_ca, trust_profile
 
 if TYPE_CHECKING:
     from delta_sharing.protocol import DeltaSharingProfile
@@ -55,8 +56,6 @@ def load_profile(path: str | os.PathLike[str]) -> DeltaSharingProfile:
         ) from exc
     check_profile_json(raw, str(p))
     if str(raw.get("endpoint", "")).startswith("https://"):
-        from helpers.recipient.trust import trust_profile
-
         trust_profile(p)  # a workshop's lab CA kept beside the profile (``<profile>.ca.pem``)
     try:
         return DeltaSharingProfile.read_from_file(str(p))
@@ -231,3 +230,32 @@ def check_profile(profile: ProfileLike, *, timeout: float = 5.0) -> str:
     if resp.status_code == 200:
         return "ok"
     return "unauthorized" if resp.status_code in (401, 403) else f"error {resp.status_code}"
+
+
+def activate_with_ca(
+    activation_url: str,
+    out_path: str | os.PathLike[str],
+    fingerprint: str,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """The attendee's one step over TLS: check and trust the lab CA, then redeem the activation link.
+
+    The CA is saved beside the profile (:func:`ca_path_for`), so :func:`trust_profile` trusts it again in a
+    new kernel; the activation itself runs over verified TLS.
+
+    :param fingerprint: the lab CA's SHA-256 fingerprint, as shown by ``sharelab start --tls`` and on the
+        instructor's screen.
+    """
+    out = Path(out_path).expanduser()
+    if out.exists() and not overwrite:
+        raise InvalidArgumentError(
+            f"{out} exists already; the activation link was NOT used. Pass overwrite=True or another path"
+        )
+    pem = fetch_lab_ca(activation_url, fingerprint)
+    trust_ca(pem)
+    check_tls(activation_url)
+    path = activate(activation_url, out, overwrite=overwrite)
+    ca = ca_path_for(path)
+    ca.write_text(pem, encoding="ascii")
+    return path

@@ -36,7 +36,6 @@ from helpers.exceptions import InvalidArgumentError, SharelabError
 __all__ = [
     "CA_ROUTE",
     "TlsError",
-    "activate_with_ca",
     "ca_fingerprint",
     "ca_path_for",
     "check_tls",
@@ -271,34 +270,3 @@ def check_tls(url: str, *, timeout: float = 5.0) -> str:
         ) from None
     except OSError as exc:
         raise TlsError(f"cannot connect to {u.netloc} ({exc.strerror or exc})") from None
-
-
-def activate_with_ca(
-    activation_url: str,
-    out_path: str | os.PathLike[str],
-    fingerprint: str,
-    *,
-    overwrite: bool = False,
-) -> Path:
-    """The attendee's one step over TLS: check and trust the lab CA, then redeem the activation link.
-
-    The CA is saved beside the profile (:func:`ca_path_for`), so :func:`trust_profile` trusts it again in a
-    new kernel; the activation itself runs over verified TLS.
-
-    :param fingerprint: the lab CA's SHA-256 fingerprint, as shown by ``sharelab start --tls`` and on the
-        instructor's screen.
-    """
-    from helpers.recipient.profile_files import activate
-
-    out = Path(out_path).expanduser()
-    if out.exists() and not overwrite:
-        raise InvalidArgumentError(
-            f"{out} exists already; the activation link was NOT used. Pass overwrite=True or another path"
-        )
-    pem = fetch_lab_ca(activation_url, fingerprint)
-    trust_ca(pem)
-    check_tls(activation_url)
-    path = activate(activation_url, out, overwrite=overwrite)
-    ca = ca_path_for(path)
-    ca.write_text(pem, encoding="ascii")
-    return path

@@ -347,6 +347,8 @@ class AuditWriter:
         for kind, c in items:
             if kind != "count":
                 continue
+            if isinstance(c, dict):  # replayed from a journal
+                c = count_from_json(c)
             conn.execute(
                 "INSERT INTO audit_failure_summary (client_address, action, window_start, "
                 "last_time, failures, status_code, recipient) VALUES (?, ?, ?, ?, 1, ?, ?) "

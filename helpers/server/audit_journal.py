@@ -143,8 +143,6 @@ class AuditJournal:
     def _replay_one(
         self, path: Path, write: Callable[[list[tuple[str, Any]], sqlite3.Connection], None]
     ) -> int:
-        from helpers.server.audit import count_from_json
-
         def body(conn: sqlite3.Connection) -> int:
             row = conn.execute(
                 "SELECT seq FROM audit_journal_mark WHERE journal = ?", (path.name,)
@@ -158,11 +156,8 @@ class AuditJournal:
                     continue
                 if int(entry["q"]) <= done:
                     continue
-                obj = (
-                    decode_event(entry["d"])
-                    if entry["k"] == "event"
-                    else count_from_json(entry["d"])
-                )
+                # a count stays a plain dict: the writer that owns its type reads it back
+                obj = decode_event(entry["d"]) if entry["k"] == "event" else entry["d"]
                 items.append((entry["k"], obj))
             if items:
                 write(items, conn)
