@@ -80,6 +80,7 @@ STAGES: dict[str, int] = {
             "notebook",
             "batch",
             "jupyter",
+            "workspace",
             "tokens_cli",
             "cli",
             "__main__",

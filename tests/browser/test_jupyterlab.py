@@ -94,8 +94,6 @@ def test_notebook_03_dashboard_appears(
     _open(page, learner_lab, NB03)
     _menu(page, "Edit", "Clear Outputs of All Cells")
     page.wait_for_function("() => !document.querySelector('.jp-OutputArea-output img')")
-    import nbformat
-
     _menu(page, "Run", "Run All Cells")
     page.wait_for_selector(".jp-OutputArea-output img", state="attached", timeout=180_000)
     _wait_idle(page)
