@@ -66,6 +66,9 @@ class Lab:
 def only(worker: psutil.Process, others: list[psutil.Process]) -> Iterator[None]:
     """Only ``worker`` accepts connections inside the block (the others are stopped)."""
     stopped = [p for p in others if p.pid != worker.pid]
+    # Let the audit writers commit the rows of the requests just answered: a worker stopped inside a
+    # commit would hold the catalog's write lock (PostgreSQL advisory lock) and stall the other one.
+    time.sleep(0.5)
     for p in stopped:
         os.kill(p.pid, signal.SIGSTOP)
     try:
