@@ -213,3 +213,39 @@ class DataStatement(Statement):
     kind: str
     text: str
     expression: Any = field(compare=False, repr=False, default=None)
+
+
+# The statement forms, re-exported by helpers.sql as one list.
+__all__ = [
+    "AlterRecipientRevokeTokens",
+    "AlterRecipientRotateToken",
+    "AlterRecipientSetProperties",
+    "AlterShareAddSchema",
+    "AlterShareAddTable",
+    "AlterShareRemoveSchema",
+    "AlterShareRemoveTable",
+    "CommentOn",
+    "CreateRecipient",
+    "CreateShare",
+    "CreateTable",
+    "DataStatement",
+    "DescribeHistory",
+    "DescribeRecipient",
+    "DescribeShare",
+    "DescribeTable",
+    "DropRecipient",
+    "DropShare",
+    "GrantOnShare",
+    "PartitionValue",
+    "RevokeOnShare",
+    "SetTblProperties",
+    "ShowAllInShare",
+    "ShowGrantsOnShare",
+    "ShowGrantsToRecipient",
+    "ShowRecipients",
+    "ShowShares",
+    "ShowTables",
+    "ShowTblProperties",
+    "Statement",
+    "Use",
+]
