@@ -221,6 +221,16 @@ def test_update_delete_and_their_errors(provider: Provider, customers: Path) -> 
     assert out["num_affected_rows"].tolist() == [3]
 
 
+def test_filters_on_strings_after_rewrites(provider: Provider, customers: Path) -> None:
+    """UPDATE rewrites files with string_view columns; a later WHERE on a string still works."""
+    provider.sql(f"UPDATE {T} SET balance = balance + 1 WHERE customer_id = 1")
+    out = provider.sql(f"SELECT customer_id FROM {T} WHERE country = 'US' ORDER BY customer_id")
+    expected = sorted(rows(customers).query("country == 'US'")["customer_id"])
+    assert out["customer_id"].tolist() == expected and expected
+    out = provider.sql(f"SELECT count(*) AS n FROM {T} WHERE email >= 'a'")
+    assert out["n"].tolist() == [int((rows(customers)["email"] >= "a").sum())]
+
+
 def test_merge_clauses(provider: Provider, customers: Path) -> None:
     out = provider.sql(
         f"""

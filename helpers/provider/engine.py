@@ -320,7 +320,11 @@ class DataEngine(ProviderBase):
     # -- SELECT --------------------------------------------------------------------------------
 
     def _bind(
-        self, tree: exp.Expr, con: duckdb.DuckDBPyConnection, names: dict[str, str]
+        self,
+        tree: exp.Expr,
+        con: duckdb.DuckDBPyConnection,
+        names: dict[str, str],
+        bound: dict[str, Any] | None = None,
     ) -> exp.Expr:
         """Replace provider table references in ``tree`` by DuckDB-registered Arrow data."""
         from sqlglot import exp
@@ -345,6 +349,8 @@ class DataEngine(ProviderBase):
             except Exception as exc:
                 raise InvalidArgumentError(f"cannot query {label}: {clean_error(exc)}") from exc
             names[reg] = label
+            if bound is not None:
+                bound[reg] = data
             alias = table.args.get("alias")
             if alias is None and isinstance(table.this, exp.Identifier):
                 alias = exp.TableAlias(this=exp.to_identifier(table.name))
@@ -404,13 +410,19 @@ class DataEngine(ProviderBase):
         try:
             con.execute("SET TimeZone = 'UTC'")
             names: dict[str, str] = {}
-            bound = self._bind(tree, con, names)
-            text = bound.sql(dialect="duckdb")
+            data: dict[str, Any] = {}
+            text = self._bind(tree, con, names, data).sql(dialect="duckdb")
             try:
-                result = con.sql(text)
-                if result is None:
-                    raise InvalidArgumentError("the query returned no result set")
-                table = result.to_arrow_table()
+                try:
+                    table = _fetch_arrow(con, text)
+                except duckdb.Error as exc:
+                    if "string_view" not in str(exc):
+                        raise
+                    # Files rewritten by UPDATE/DELETE/MERGE store strings as string_view, which
+                    # pyarrow cannot compare: DuckDB's filter pushdown into the dataset fails. Read
+                    # those tables whole (cast to the table's schema) and let DuckDB filter.
+                    _materialize_datasets(con, data)
+                    table = _fetch_arrow(con, text)
             except duckdb.Error as exc:
                 message = str(exc).split("\n")[0]
                 for reg, label in names.items():
@@ -506,3 +518,20 @@ def _literal_value(node: exp.Expr | None) -> Any:
     ):
         return node.this.this
     raise InvalidArgumentError(f"expected a literal value, found {node.sql() if node else None}")
+
+
+def _fetch_arrow(con: duckdb.DuckDBPyConnection, text: str) -> pa.Table:
+    result = con.sql(text)
+    if result is None:
+        raise InvalidArgumentError("the query returned no result set")
+    return result.to_arrow_table()
+
+
+def _materialize_datasets(con: duckdb.DuckDBPyConnection, data: dict[str, Any]) -> None:
+    """Register each bound pyarrow dataset again as an in-memory table (no filter pushdown)."""
+    import pyarrow.dataset as ds
+
+    for reg, value in data.items():
+        if isinstance(value, ds.Dataset):
+            con.unregister(reg)
+            con.register(reg, value.to_table())
