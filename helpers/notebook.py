@@ -54,16 +54,21 @@ REQUIRED_PACKAGES: dict[str, str] = {
     "ipywidgets": "8.1",
 }
 
-#: The learning path: every notebook (00-10) and, where it fits, each lab (its exercises check what the
+#: The learning path: every notebook (00-12) and, where it fits, each lab (its exercises check what the
 #: notebooks before it taught): step, title, side (provider, recipient or both) and what it teaches.
 LAB_MAP: tuple[tuple[str, str, str, str], ...] = (
     ("00", "Start here", "both", "environment check, lab home, the provider server, this map"),
-    ("01", "Generate data", "provider", "airline and retail datasets as Delta tables, SQL"),
+    (
+        "01",
+        "Generate data",
+        "provider",
+        "airline and retail datasets as Delta tables, SQL, your own table (CREATE CATALOG/SCHEMA/TABLE)",
+    ),
     (
         "02",
         "Create shares",
         "provider",
-        "shares, recipients, grants, SHOW GRANTS, activation links",
+        "shares, recipients, grants as literal SQL, activation links, a shared table cannot be dropped",
     ),
     (
         "lab 1",
@@ -75,11 +80,21 @@ LAB_MAP: tuple[tuple[str, str, str, str], ...] = (
         "03",
         "Open client (D2O)",
         "recipient",
-        "profile, list, load into pandas, verify, a dashboard",
+        "profile, list, load into pandas, verify, segment revenue, data quality, a dashboard",
     ),
-    ("04", "Mounted catalog (D2D)", "recipient", "every shared table in DuckDB, read-only"),
+    (
+        "04",
+        "Shared catalog (D2D)",
+        "recipient",
+        "a mount by hand, a snapshot copy vs a live CREATE CATALOG … USING SHARE, SHOW PROVIDERS",
+    ),
     ("lab 2", "Recipient lab", "recipient", "mount the shares, answer questions with queries"),
-    ("05", "Change data feed", "provider", "CDF: INSERT/UPDATE/DELETE/MERGE, DESCRIBE HISTORY"),
+    (
+        "05",
+        "Change data feed",
+        "provider",
+        "CDF: INSERT/UPDATE/DELETE/MERGE, the files of each commit, OPTIMIZE, RESTORE, VACUUM",
+    ),
     ("06", "Consume changes", "recipient", "changes since a remembered version, SCD type 1 and 2"),
     ("lab 3", "Change data feed lab", "recipient", "keep a local copy in sync from the feed"),
     ("07", "Security and audit", "both", "token expiry, rotation, revocation, filters, audit log"),
@@ -96,6 +111,24 @@ LAB_MAP: tuple[tuple[str, str, str, str], ...] = (
         "Views and IP lists",
         "both",
         "shared views with row filters and masks, IP access lists",
+    ),
+    (
+        "11",
+        "Protocol X-ray",
+        "both",
+        "raw HTTP and NDJSON, signed URL expiry, predicate hints, VACUUM vs time travel",
+    ),
+    (
+        "lab 5",
+        "Capstone",
+        "both",
+        "a partner data product, from both sides: provider, recipient, changes, checks",
+    ),
+    (
+        "12",
+        "Teardown",
+        "both",
+        "REMOVE TABLE, REVOKE, DROP RECIPIENT, DROP SHARE, each seen by the recipient",
     ),
 )
 
@@ -223,7 +256,7 @@ def collect_key_figures(nb: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def lab_map() -> pd.DataFrame:
-    """The learning path: notebooks 00-10 in order, each lab after the notebooks it checks.
+    """The learning path: notebooks 00-12 in order, each lab after the notebooks it checks.
 
     Columns ``step`` (``03`` or ``lab 1``), ``file`` (relative to the workspace), ``title``, ``side``,
     ``teaches``. Show it whole with :func:`show_table` (pandas would cut the long ``teaches`` column).

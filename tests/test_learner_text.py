@@ -69,3 +69,34 @@ def test_docs_have_no_jargon() -> None:
         if JARGON.search(line)
     ]
     assert not hits, hits
+
+
+LESSONS = sorted(REPO_ROOT.glob("notebooks/[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_lessons_open_with_objectives_and_close_with_a_recap_and_self_check(path: Path) -> None:
+    """Course scaffolding: objectives, prerequisites and minutes before the first code cell; a recap and
+    2-3 self-check questions whose answers a learner can check (a <details> answer or a checking cell)."""
+    nb = nbformat.read(path, as_version=4)
+    first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    opening = "\n".join(c.source for c in nb.cells[:first_code] if c.cell_type == "markdown")
+    for word, pattern in [
+        ("objectives", r"\bobjectives?\b"),
+        ("prerequisites", r"\bprerequisites?\b"),
+        ("minutes", r"\bminutes?\b"),
+    ]:
+        assert re.search(pattern, opening, re.IGNORECASE), (
+            f"{path.name}: no {word} before the first code cell"
+        )
+    markdown = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "markdown"]
+    assert any(re.search(r"what you learned|\brecap\b", s, re.IGNORECASE) for _, s in markdown), (
+        f"{path.name}: no recap ('What you learned')"
+    )
+    checks = [i for i, s in markdown if re.search(r"check yourself|self-check", s, re.IGNORECASE)]
+    assert checks, f"{path.name}: no self-check questions"
+    at = checks[-1]
+    answered = re.search(r"<details|\banswers?\b", nb.cells[at].source, re.IGNORECASE) or any(
+        c.cell_type == "code" for c in nb.cells[at + 1 :]
+    )
+    assert answered, f"{path.name}: self-check questions without a checkable answer"

@@ -123,11 +123,45 @@ def test_papermill_other_seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         "operations_team_tables": 10,
     }
     assert figures["04"]["shares_visible"] == 2 and figures["04"]["mounted_tables"] == 10
+    # The live shared catalog sees a provider's commit at the next query; the snapshot copy does not.
+    assert figures["04"]["live_sees_commit"] is True
+    assert figures["04"]["snapshot_stale_until_remount"] is True
+    assert figures["04"]["live_equals_snapshot"] is True
+    assert figures["04"]["fast_equals_official"] is True
     # The provider's CDF run and the recipient's type-1 copy agree.
     assert figures["05"]["commits"] == 4
     assert figures["06"]["type1_equals_provider"] is True
     assert figures["06"]["type1_rows"] == figures["05"]["rows_after"]
     assert figures["06"]["table_version"] == figures["05"]["version_after"]
+    # The SCD type 1 MERGE and type 2 close-then-insert written out by hand give the helpers' copies.
+    assert figures["06"]["by_hand_matches_helpers"] is True and figures["06"]["by_hand_events"] > 0
+    # The operations team's verification (Redshift scenario) from its profile equals the provider's figures.
+    assert figures["08"]["ops_verified"] is True and figures["08"]["ops_sales_status"] == 404
+    assert figures["08"]["derived_from_bookings"] == [
+        "airline.operations_domain.daily_operations_metrics",
+        "airline.sales_domain.customer_360",
+        "airline.sales_domain.daily_revenue",
+    ]
+    # Protocol X-ray: NDJSON files, an expired signed URL, predicate hints (answer and audit agree), ids, VACUUM.
+    x = figures["11"]
+    assert x["shares_listed"] == ["xray_share"] and x["files_rows"] == figures["03"]["flights"]
+    assert x["expired_url_status"] == 403 and x["removed_table_status"] == 404
+    hinted = x["files_by_hints"]
+    assert (
+        hinted["jsonPredicateHints"] == hinted["predicateHints"] < hinted["no hints"] == x["files"]
+    )
+    assert x["audited_files"] == [
+        hinted["no hints"],
+        hinted["jsonPredicateHints"],
+        hinted["predicateHints"],
+    ]
+    assert x["listing_id_changed"] is True and x["metadata_id_changed_on_recreate"] is True
+    assert x["vacuum_time_travel_fails"] is True and 404 in x["vacuum_download_statuses"]
+    # Teardown (demo scope): each step seen from the recipients' side; other notebooks keep working.
+    t = figures["12"]
+    assert t["scope"] == "demo" and t["share_left"] is False
+    assert t["reader_statuses"] == [200, 200, 404, 401, 401]
+    assert t["witness_statuses"] == [200, 200, 200, 200, 404]
     # Partition filters split the flights between the partners without loss or overlap.
     assert figures["07"]["partners_isolated"] is True
     assert sum(figures["07"]["partner_rows"].values()) == figures["03"]["flights"]
