@@ -9,15 +9,29 @@ is 5% or more). Two servers run on the same temporary lab home and tables, on fr
 - **bare**: plain uvicorn h11, the body read unbounded, and audit rows queued without waiting
   (the server before issue 13).
 
-Each measure alternates the two servers for ``--rounds`` rounds of ``--seconds`` seconds (so a busy
-machine slows both alike) and reports requests/s of the best round of each (the round least disturbed
-by other load) and the cost in percent, with the cost between the medians beside it:
+The limits server's failure throttle is the one ``sharelab serve`` uses with several workers (its default
+on 2+ cores): shared through the catalog (``--throttle memory``: the one-worker, in-memory one). Both
+servers are single processes, so their CPU per request can be read (psutil).
+
+Each measure runs ``--rounds`` interleaved A/B rounds of ``--seconds`` seconds, the order swapped every
+round (bare, limits; limits, bare; ...), so drift and other load hit both alike. Reported per measure:
+
+- the median requests/s of each, and the **cost**: 1 - the median of the rounds' paired
+  limits/bare throughput ratios (``--strict`` judges this one), with the cost between the best rounds
+  beside it;
+- the server's CPU microseconds per request of each (user + system time of the server process / its
+  requests: much less disturbed by other load than throughput) and the median paired CPU ratio;
+- the CPU the limits add to one request, timed in this process, as a share of the bare CPU per request;
+- the load average at the start and the end.
+
+Measures:
 
 1. one client, keep-alive, ``POST /query`` of a 100-file table (whole response read);
 2. 8 concurrent clients, the same;
 3. one client, ``POST /query`` of a 2,000-file table.
 
-Run: ``.venv/bin/python benchmarks/bench_limits.py [--rounds 5] [--seconds 3] [--strict]``.
+Run: ``.venv/bin/python benchmarks/bench_limits.py [--rounds 6] [--seconds 3] [--throttle shared|memory]
+[--strict]`` (about 2 minutes with the defaults).
 """
 
 from __future__ import annotations
@@ -31,9 +45,11 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pyarrow as pa
 import requests
 
@@ -68,7 +84,7 @@ def _serve(mode: str, home: str, port: int) -> None:
 
         AuditJournal.append = append  # type: ignore[method-assign]
         limits = ServerLimits(max_body_bytes=1 << 40, auth_failure_burst=1 << 30)
-        http: object = "h11"
+        http: Any = "h11"
     else:
         http = limited_protocol(limits)
     app = create_app(home, limits=limits)
@@ -78,7 +94,7 @@ def _serve(mode: str, home: str, port: int) -> None:
         port=port,
         http=http,
         loop="asyncio",
-        access_log=False,  # type: ignore[arg-type]
+        access_log=False,
         log_level="warning",
         timeout_keep_alive=30,
     )
@@ -116,14 +132,16 @@ def _build(home: Path) -> str:
     return token
 
 
-def _start(mode: str, home: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start(mode: str, home: Path, workers: str) -> tuple[subprocess.Popen[bytes], str]:
+    """One server process of ``mode``; ``workers`` is what its throttle is chosen for
+    (``$SHARELAB_WORKERS``: > 1 shares it through the catalog, see ``helpers.server.cluster``)."""
     from helpers.procs import free_port
 
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", mode, str(home), str(port)],
         cwd=REPO,
-        env=dict(os.environ, SHARELAB_HOME=str(home)),
+        env=dict(os.environ, SHARELAB_HOME=str(home), SHARELAB_WORKERS=workers),
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -135,8 +153,27 @@ def _start(mode: str, home: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit(f"the {mode} server did not start")
 
 
-def _rate(url: str, token: str, table: str, clients: int, seconds: float) -> float:
-    """Completed ``/query`` requests per second."""
+@dataclass
+class Round:
+    """One timed round against one server."""
+
+    requests: int
+    seconds: float
+    cpu_seconds: float
+    """The server process's CPU time (user + system) during the round."""
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        """Server CPU microseconds per request (little disturbed by other load on the machine)."""
+        return self.cpu_seconds / max(1, self.requests) * 1e6
+
+
+def _round(url: str, pid: int, token: str, table: str, clients: int, seconds: float) -> Round:
+    """``clients`` keep-alive clients posting ``/query`` for ``seconds``; the server's CPU alongside."""
     path = f"{url}/delta-sharing/shares/bench/schemas/s/tables/{table}/query"
     done = [0] * clients
     stop = time.monotonic() + seconds
@@ -149,22 +186,32 @@ def _rate(url: str, token: str, table: str, clients: int, seconds: float) -> flo
             assert r.status_code == 200 and r.content
             done[n] += 1
 
+    server = psutil.Process(pid)
     threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
+    cpu0 = sum(server.cpu_times()[:2])
     started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return sum(done) / (time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    return Round(sum(done), elapsed, sum(server.cpu_times()[:2]) - cpu0)
 
 
-def _per_request_cpu(home: Path) -> float:
-    """Microseconds of CPU the limits add to one request, measured in this process (insensitive to other
-    load): the audit journal append, the throttle check and the request-head timer's arm and disarm."""
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
+
+
+def _per_request_cpu(home: Path) -> tuple[float, float]:
+    """Microseconds of CPU the limits add to one successful request, measured in this process: the audit
+    journal append, the request-head timer's arm and disarm, and the throttle check, in memory (one
+    worker) and shared through the catalog (several workers: the shared-memory marks skip the read)."""
     import asyncio
 
     from helpers.catalog import AuditEvent, Catalog
     from helpers.server.audit_journal import AuditJournal
+    from helpers.server.cluster import CatalogThrottle
     from helpers.server.throttle import FailureThrottle
 
     cat = Catalog(home / "catalog.db")
@@ -182,27 +229,116 @@ def _per_request_cpu(home: Path) -> float:
         duration_ms=3.2,
         response_format="parquet",
     )
-    throttle = FailureThrottle(30, 0.5)
     loop = asyncio.new_event_loop()
     n = 20_000
-    started = time.perf_counter()
-    for _ in range(n):
-        journal.append("event", event, lambda seq: None)
-        throttle.retry_after("127.0.0.1")
-        loop.call_later(10.0, lambda: None).cancel()
-    elapsed = (time.perf_counter() - started) / n * 1e6
-    journal.committed(n)
+    figures = []
+    shared = CatalogThrottle(cat.db, 30, 0.5)
+    shared.failed("192.0.2.1")  # another address failed lately: its slot only is read through
+    for throttle in (FailureThrottle(30, 0.5), shared):
+        started = time.perf_counter()
+        for _ in range(n):
+            journal.append("event", event, lambda seq: None)
+            throttle.retry_after("127.0.0.1")
+            loop.call_later(10.0, lambda: None).cancel()
+        figures.append((time.perf_counter() - started) / n * 1e6)
+    journal.committed(2 * n)
     journal.close()
     loop.close()
     cat.close()
-    return elapsed
+    return figures[0], figures[1]
+
+
+@dataclass
+class Measure:
+    label: str
+    table: str
+    clients: int
+    rounds: dict[str, list[Round]] = field(default_factory=lambda: {"bare": [], "limits": []})
+
+    def paired_cost(self) -> float:
+        """1 - the median of the rounds' limits/bare throughput ratios, in percent."""
+        ratios = [
+            lim.rate / bare.rate
+            for lim, bare in zip(self.rounds["limits"], self.rounds["bare"], strict=True)
+        ]
+        return (1 - statistics.median(ratios)) * 100
+
+    def best_cost(self) -> float:
+        """Between the best round of each (the least disturbed), in percent."""
+        best = {m: max(r.rate for r in rs) for m, rs in self.rounds.items()}
+        return (1 - best["limits"] / best["bare"]) * 100
+
+    def rate(self, mode: str) -> float:
+        return statistics.median(r.rate for r in self.rounds[mode])
+
+    def cpu_us(self, mode: str) -> float:
+        return statistics.median(r.cpu_us for r in self.rounds[mode])
+
+    def cpu_cost(self) -> float:
+        """The median of the rounds' limits/bare server-CPU-per-request ratios - 1, in percent."""
+        ratios = [
+            lim.cpu_us / bare.cpu_us
+            for lim, bare in zip(self.rounds["limits"], self.rounds["bare"], strict=True)
+        ]
+        return (statistics.median(ratios) - 1) * 100
+
+
+def _measure(
+    m: Measure, servers: dict[str, tuple[str, int]], token: str, rounds: int, seconds: float
+) -> None:
+    for url, pid in servers.values():  # warm-up
+        _round(url, pid, token, m.table, m.clients, 0.5)
+    for i in range(rounds):
+        # interleaved A/B rounds, the order swapped every round (ABBA): drift hits both alike
+        for mode in ("bare", "limits") if i % 2 == 0 else ("limits", "bare"):
+            url, pid = servers[mode]
+            m.rounds[mode].append(_round(url, pid, token, m.table, m.clients, seconds))
+
+
+def _report(measures: list[Measure], cpu: tuple[float, float]) -> float:
+    """Print the table; returns the worst paired throughput cost."""
+    print(
+        f"\n{'measure':30} {'bare req/s':>10} {'limits req/s':>12} {'cost (median':>13}"
+        f" {'best':>6}  target {'':6} {'server CPU us/req':>17} {'CPU cost':>9}"
+    )
+    print(f"{'':30} {'(median)':>10} {'(median)':>12} {'of pairs)':>13} {'round)':>6}")
+    worst = 0.0
+    for m in measures:
+        cost = m.paired_cost()
+        worst = max(worst, cost)
+        ok = "ok" if cost < 5 else "MISSED"
+        print(
+            f"{m.label:30} {m.rate('bare'):10.1f} {m.rate('limits'):12.1f} {cost:12.1f}% "
+            f"{m.best_cost():5.1f}%  < 5%   {ok:6} "
+            f"{m.cpu_us('bare'):8.0f} -> {m.cpu_us('limits'):5.0f} {m.cpu_cost():8.1f}%"
+        )
+    memory, shared = cpu
+    print(
+        "\nCPU the limits add per request, measured in this process (journal append, head timer, "
+        f"throttle check): {memory:.1f} us (1 worker), {shared:.1f} us (shared throttle)"
+    )
+    for m in measures:
+        per = m.cpu_us("bare")
+        print(
+            f"  = {shared / per * 100:5.2f}% of the bare server's CPU per {m.label} ({per:.0f} us)"
+        )
+    return worst
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per measure")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved A/B rounds per measure")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of one round")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a cost is >= 5%%")
+    parser.add_argument(
+        "--throttle",
+        choices=("shared", "memory"),
+        default="shared",
+        help="the limits server's failure throttle: shared through the catalog (as with several "
+        "workers, the default of sharelab serve on 2+ cores) or in memory (one worker)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when a median paired cost is >= 5%%"
+    )
     parser.add_argument(
         "--serve", nargs=3, metavar=("MODE", "HOME", "PORT"), help=argparse.SUPPRESS
     )
@@ -210,50 +346,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         _serve(args.serve[0], args.serve[1], int(args.serve[2]))
         return 0
+    print(f"start: {_load()}", flush=True)
     home = Path(tempfile.mkdtemp(prefix="sharelab-bench-limits-"))
     procs = []
     try:
         token = _build(home)
         servers = {}
         for mode in ("limits", "bare"):
-            proc, url = _start(mode, home)
+            workers = "2" if mode == "limits" and args.throttle == "shared" else "1"
+            proc, url = _start(mode, home, workers)
             procs.append(proc)
-            servers[mode] = url
+            servers[mode] = (url, proc.pid)
         measures = [
-            ("/query 100 files, 1 client", "t100", 1),
-            ("/query 100 files, 8 clients", "t100", 8),
-            ("/query 2,000 files, 1 client", "t2000", 1),
+            Measure("/query 100 files, 1 client", "t100", 1),
+            Measure("/query 100 files, 8 clients", "t100", 8),
+            Measure("/query 2,000 files, 1 client", "t2000", 1),
         ]
-        rows = []
-        worst = 0.0
-        for label, table, clients in measures:
-            for url in servers.values():  # warm-up
-                _rate(url, token, table, clients, 0.5)
-            rates: dict[str, list[float]] = {"limits": [], "bare": []}
-            for _ in range(args.rounds):
-                for mode in ("bare", "limits"):
-                    rates[mode].append(_rate(servers[mode], token, table, clients, args.seconds))
-            # best round of each (the least disturbed by other load: what the code costs), and medians
-            lim, bare = max(rates["limits"]), max(rates["bare"])
-            med_lim, med_bare = statistics.median(rates["limits"]), statistics.median(rates["bare"])
-            cost = (1 - lim / bare) * 100
-            worst = max(worst, cost)
-            rows.append((label, bare, lim, cost, (1 - med_lim / med_bare) * 100))
-        print(
-            f"\n{'measure':34} {'bare req/s':>11} {'limits req/s':>13} {'cost':>8}  target"
-            f"  {'(median cost)':>14}"
-        )
-        for label, bare, lim, cost, med in rows:
-            ok = "ok" if cost < 5 else "MISSED"
-            print(f"{label:34} {bare:11.1f} {lim:13.1f} {cost:7.1f}%  < 5%  {ok:6} {med:7.1f}%")
-        cpu = _per_request_cpu(home)
-        print(
-            f"\nCPU the limits add per request (journal append, throttle check, head timer): {cpu:.1f} us"
-        )
-        for label, bare, _lim, _cost, _med in rows:
-            print(
-                f"  = {cpu / (1e6 / bare) * 100:5.2f}% of one {label} at the bare rate ({1e6 / bare:.0f} us)"
-            )
+        for m in measures:
+            _measure(m, servers, token, args.rounds, args.seconds)
+        worst = _report(measures, _per_request_cpu(home))
+        print(f"\nend: {_load()}; throttle of the limits server: {args.throttle}")
+        if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
+            print("the machine was busy: compare the CPU columns, and run again on a quiet machine")
         return 1 if args.strict and worst >= 5 else 0
     finally:
         for proc in procs:

@@ -12,7 +12,9 @@ authentications (401) that name no recipient, throttled requests (429), refused 
 refused file URLs of a
 :data:`FAILURE_WINDOW_SECONDS` window get a row each; the rest of that window are counted in one row per
 (address, action, window) of the table ``audit_failure_summary`` (:func:`failure_summary`), so a flood
-of failures cannot grow the audit by more than a few rows a minute per address.
+of failures cannot grow the audit by more than a few rows a minute per address. The window and its count
+live in the catalog (``audit_failure_window``, decided in the commit's transaction), so the workers of a
+server share them: failures spread over N workers are logged and counted as by one.
 
 Retention: rows older than :attr:`ServerLimits.audit_retention_days` (``SHARELAB_AUDIT_RETENTION_DAYS``,
 default 90, 0 keeps everything) are deleted at start-up and then hourly, from both tables.
@@ -41,7 +43,7 @@ __all__ = [
     "FAILURE_WINDOW_SECONDS",
     "AuditInfo",
     "AuditWriter",
-    "FailureCounter",
+    "FailureWindows",
     "audit_event",
     "ensure_audit_schema",
     "failure_summary",
@@ -115,9 +117,22 @@ def _migrate_to_1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX audit_failure_summary_time ON audit_failure_summary (last_time)")
 
 
+def _migrate_to_2(conn: sqlite3.Connection) -> None:
+    """The failure windows shared by every process (see :class:`FailureWindows`)."""
+    conn.execute(
+        "CREATE TABLE audit_failure_window ("
+        " client_address TEXT NOT NULL,"
+        " action TEXT NOT NULL,"
+        " window_start REAL NOT NULL,"
+        " seen INTEGER NOT NULL,"
+        " PRIMARY KEY (client_address, action))"
+    )
+    conn.execute("CREATE INDEX audit_failure_window_start ON audit_failure_window (window_start)")
+
+
 def ensure_audit_schema(catalog: Catalog) -> None:
     """Create the server's own audit table (component ``server_audit``) when missing."""
-    catalog.db.ensure_schema(_COMPONENT, {1: _migrate_to_1})
+    catalog.db.ensure_schema(_COMPONENT, {1: _migrate_to_1, 2: _migrate_to_2})
 
 
 def failure_summary(catalog: Catalog) -> list[dict[str, Any]]:
@@ -135,7 +150,8 @@ def failure_summary(catalog: Catalog) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class _Count:
-    """One failure counted in ``audit_failure_summary`` instead of its own audit row."""
+    """One failure counted in ``audit_failure_summary`` instead of its own audit row (the journal of a
+    server before the counting moved to the commit may still hold such lines)."""
 
     address: str
     action: str
@@ -145,8 +161,14 @@ class _Count:
     recipient: str | None
 
 
-class FailureCounter:
+class FailureWindows:
     """Decides, per client address and action, which failures get their own audit row.
+
+    The decision is taken by the writer thread in the transaction that commits the failure, from the
+    table ``audit_failure_window`` (one row per address and action: the window's start and the failures
+    seen in it), so every worker of a server (and every replica on one PostgreSQL catalog) counts in the
+    same window: the first ``per_window`` failures of a window get their own row, the rest are counted in
+    one ``audit_failure_summary`` row, whichever process answered them. Successful requests never touch it.
 
     :param per_window: failures logged individually per window; the rest are counted.
     :param window: window length in seconds.
@@ -157,34 +179,51 @@ class FailureCounter:
     ) -> None:
         self.per_window = per_window
         self.window = window
-        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
-        self._lock = threading.Lock()
+        self._next_cleanup = 0.0
 
-    def count(self, event: AuditEvent) -> _Count | None:
-        """None: log ``event`` as a row; else the summary increment that replaces it.
+    def classify(self, conn: sqlite3.Connection, event: AuditEvent) -> _Count | None:
+        """None: log ``event`` as a row; else the summary increment that replaces it (in ``conn``'s
+        write transaction).
 
         A failure that names its recipient (a known but expired, rotated or revoked token) always gets
         its row: it answers "who tried a revoked token?" (and the throttle bounds how many there are).
         """
         if event.recipient is not None:
             return None
-        now = time.time()
-        key = (event.client_address or "", event.action)
-        with self._lock:
-            start, n = self._seen.get(key, (now, 0))
-            if now - start >= self.window:
-                start, n = now, 0
-            self._seen[key] = (start, n + 1)
-            if len(self._seen) > 100_000:  # forget closed windows
-                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window}
-        if n < self.per_window:
+        when = clock.to_epoch(event.event_time) or time.time()
+        address = event.client_address or ""
+        row = conn.execute(
+            "SELECT window_start, seen FROM audit_failure_window "
+            "WHERE client_address = ? AND action = ?",
+            (address, event.action),
+        ).fetchone()
+        start, seen = (when, 0) if row is None else (float(row[0]), int(row[1]))
+        if when - start >= self.window:
+            start, seen = when, 0
+        conn.execute(
+            "INSERT INTO audit_failure_window (client_address, action, window_start, seen) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (client_address, action) DO UPDATE SET "
+            "window_start = excluded.window_start, seen = excluded.seen",
+            (address, event.action, start, seen + 1),
+        )
+        if seen < self.per_window:
             return None
-        return _Count(key[0], event.action, start, now, event.status_code or 0, event.recipient)
+        return _Count(address, event.action, start, when, event.status_code or 0, None)
+
+    def cleanup(self, conn: sqlite3.Connection) -> None:
+        """Forget closed windows (at most once a window length)."""
+        now = time.time()
+        if now < self._next_cleanup:
+            return
+        self._next_cleanup = now + self.window
+        conn.execute(
+            "DELETE FROM audit_failure_window WHERE window_start < ?", (now - 2 * self.window,)
+        )
 
 
 # ======================================================================================== writer
-_Item = tuple[AuditEvent | _Count, Callable[[], None] | None, int | None]
-"""(row or count, called once committed, journal sequence number)."""
+_Item = tuple[str, AuditEvent | _Count, Callable[[], None] | None, int | None]
+"""(kind "event" | "failure" | "count", row or count, called once committed, journal sequence number)."""
 
 
 def count_from_json(data: dict[str, Any]) -> _Count:
@@ -215,7 +254,7 @@ class AuditWriter:
         self._retention = retention_days
         self._thread: threading.Thread | None = None
         self._next_prune = 0.0
-        self.failures = FailureCounter()
+        self.failures = FailureWindows()
         ensure_audit_schema(catalog)
 
     def start(self) -> None:
@@ -233,20 +272,19 @@ class AuditWriter:
 
     def put(self, event: AuditEvent, done: Callable[[], None] | None = None) -> None:
         """Queue ``event``; ``done()`` is called (on the writer thread) once it is committed."""
-        self._enqueue(event, done)
+        self._enqueue("event", event, done)
 
-    def _enqueue(self, obj: AuditEvent | _Count, done: Callable[[], None] | None) -> None:
+    def _enqueue(self, kind: str, event: AuditEvent, done: Callable[[], None] | None) -> None:
         journal = self._journal
         if journal is None:
-            self._queue.put((obj, done, None))
+            self._queue.put((kind, event, done, None))
             return
-        kind = "event" if isinstance(obj, AuditEvent) else "count"
-        journal.append(kind, obj, lambda seq: self._queue.put((obj, done, seq)))
+        journal.append(kind, event, lambda seq: self._queue.put((kind, event, done, seq)))
 
     def put_failure(self, event: AuditEvent, done: Callable[[], None] | None = None) -> None:
-        """Queue a failure: its own row, or a count in the summary when the address repeats itself."""
-        counted = self.failures.count(event)
-        self._enqueue(event if counted is None else counted, done)
+        """Queue a failure: committed as its own row, or as a count in the summary when its address
+        repeats itself (decided at the commit, across processes: :class:`FailureWindows`)."""
+        self._enqueue("failure", event, done)
 
     def submit(self, event: AuditEvent, *, failure: bool = False) -> Any:
         """Queue ``event`` now; returns an asyncio future resolved once it is committed (call on the
@@ -322,33 +360,37 @@ class AuditWriter:
     def _write(self, batch: list[_Item]) -> None:
         if not batch:
             return
-        seqs = [seq for _, _, seq in batch if seq is not None]
+        seqs = [seq for _, _, _, seq in batch if seq is not None]
         try:
             with self._catalog.db.transaction() as conn:
-                self._insert(
-                    [("event" if isinstance(o, AuditEvent) else "count", o) for o, _, _ in batch],
-                    conn,
-                )
+                self._insert([(kind, o) for kind, o, _, _ in batch], conn)
                 if seqs and self._journal is not None:
                     self._journal.mark(conn, max(seqs))
             if seqs and self._journal is not None:
                 self._journal.committed(max(seqs))
         except Exception:  # an audit failure must not take the server down (the journal keeps them)
             log.exception("could not record %d audit events", len(batch))
-        for _, done, _ in batch:
+        for _, _, done, _ in batch:
             if done is not None:
                 done()
 
     def _insert(self, items: list[tuple[str, Any]], conn: sqlite3.Connection) -> None:
-        """Insert rows and summary counts in the current transaction."""
-        events = [o for k, o in items if k == "event"]
+        """Insert rows and summary counts in the current transaction (a failure becomes one or the
+        other here, see :class:`FailureWindows`)."""
+        events: list[AuditEvent] = []
+        counts: list[_Count] = []
+        for kind, obj in items:
+            if kind == "count":  # an older journal's decided count (a plain dict when replayed)
+                counts.append(count_from_json(obj) if isinstance(obj, dict) else obj)
+                continue
+            counted = self.failures.classify(conn, obj) if kind == "failure" else None
+            if counted is None:
+                events.append(obj)
+            else:
+                counts.append(counted)
         if events:
             self._catalog.record_audit(events)
-        for kind, c in items:
-            if kind != "count":
-                continue
-            if isinstance(c, dict):  # replayed from a journal
-                c = count_from_json(c)
+        for c in counts:
             conn.execute(
                 "INSERT INTO audit_failure_summary (client_address, action, window_start, "
                 "last_time, failures, status_code, recipient) VALUES (?, ?, ?, ?, 1, ?, ?) "
@@ -358,6 +400,8 @@ class AuditWriter:
                 "recipient = COALESCE(excluded.recipient, audit_failure_summary.recipient)",
                 (c.address, c.action, c.window_start, c.when, c.status, c.recipient),
             )
+        if any(kind == "failure" for kind, _ in items):
+            self.failures.cleanup(conn)
 
     def _prune_if_due(self) -> None:
         if self._retention <= 0 or time.monotonic() < self._next_prune:

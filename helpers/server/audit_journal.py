@@ -1,7 +1,7 @@
 """The audit's own write-ahead journal: a row is durable (against a crash of the server process) the
 moment its line is appended, before the response is sent; SQLite gets it in batches afterwards.
 
-Each server process appends JSON lines ``{"q": seq, "k": "event"|"count", "d": {...}}`` to its own file
+Each server process appends JSON lines ``{"q": seq, "k": "event"|"failure"|"count", "d": {...}}`` to its own file
 ``server/audit-<pid>-<random>.journal`` (mode 0600, held with an exclusive ``flock``). The writer thread
 inserts them into the catalog in group commits and, in the same transaction, records the last sequence
 number committed (table ``audit_journal_mark``); once everything appended is committed the file is
@@ -30,6 +30,8 @@ from helpers.catalog import AuditEvent, Catalog, clock
 __all__ = ["AuditJournal", "ensure_journal_schema"]
 
 _COMPONENT = "server_audit_journal"
+_EVENT_KINDS = ("event", "failure")
+"""Kinds whose lines hold an :class:`AuditEvent` (a failure's row-or-count is decided at its commit)."""
 
 
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
@@ -49,7 +51,7 @@ def encode(kind: str, obj: Any) -> dict[str, Any]:
     """A row or count as a flat JSON-able dict (shallow: their fields are plain values)."""
     cls: type = type(obj)
     data = {name: getattr(obj, name) for name in _names(cls)}
-    if kind == "event":
+    if kind in _EVENT_KINDS:
         data["event_time"] = clock.to_epoch(obj.event_time)
     return data
 
@@ -157,7 +159,7 @@ class AuditJournal:
                 if int(entry["q"]) <= done:
                     continue
                 # a count stays a plain dict: the writer that owns its type reads it back
-                obj = decode_event(entry["d"]) if entry["k"] == "event" else entry["d"]
+                obj = decode_event(entry["d"]) if entry["k"] in _EVENT_KINDS else entry["d"]
                 items.append((entry["k"], obj))
             if items:
                 write(items, conn)

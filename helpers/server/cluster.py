@@ -4,8 +4,9 @@
   (replicas with lab homes of their own point it at one key, so a URL signed by one is served by another).
 - The failure-throttling buckets (:class:`CatalogThrottle`): kept in the catalog's database instead of the
   process's memory when the server has several workers or its catalog is PostgreSQL (replicas), so a
-  client guessing tokens is throttled by all of them at once. One indexed read per authenticating request,
-  one write per failure.
+  client guessing tokens is throttled by all of them at once. One write per failure; the read of a request
+  is skipped while its address has not failed lately (:class:`~helpers.server.throttle.FailureMarks`, shared
+  by a SQLite server's forked workers; replicas on PostgreSQL read the bucket every time).
 - Downloads handed to the proxy: with ``$SHARELAB_ACCEL_REDIRECT`` set to an internal location prefix
   (e.g. ``/_sharelab_files``), a download answers ``X-Accel-Redirect: <prefix><absolute file path>`` after
   its signature check and nginx streams the file itself (see ``docker/nginx/``).
@@ -76,6 +77,10 @@ class CatalogThrottle:
         self.rate = float(rate)
         self._clock = clock
         db.ensure_schema(_COMPONENT, {1: _migrate_to_1})
+        from helpers.server.throttle import FailureMarks
+
+        # made before the workers fork (create_app): they all see it; replicas (PostgreSQL) would not
+        self._marks = FailureMarks() if db.backend == "sqlite" else None
 
     def _level(self, row: Any, now: float) -> float:
         if row is None:
@@ -84,6 +89,10 @@ class CatalogThrottle:
 
     def retry_after(self, address: str) -> int:
         """Seconds until ``address`` may try again (0: it may try now)."""
+        marks = self._marks
+        # a bucket holds >= 1 token 1/rate seconds after its last failure (+1 s for clock steps)
+        if marks is not None and self._clock() - marks.last(address) > 1 / max(self.rate, 1e-9) + 1:
+            return 0
         row = self.db.read(
             lambda c: c.execute(
                 "SELECT tokens, since FROM throttle_buckets WHERE address = ?", (address,)
@@ -97,6 +106,8 @@ class CatalogThrottle:
     def failed(self, address: str) -> None:
         """Count one failure of ``address`` (and forget buckets that are full again)."""
         now = self._clock()
+        if self._marks is not None:  # before the bucket: a concurrent check reads the bucket
+            self._marks.mark(address, now)
 
         def body(c: sqlite3.Connection) -> None:
             row = c.execute(

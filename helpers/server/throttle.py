@@ -7,16 +7,24 @@ code being checked, so guessing is bounded to ``rate`` per second. Successful re
 
 All clients behind one address (a NAT, or loopback in tests) share its bucket; raise the burst with
 ``SHARELAB_AUTH_FAILURE_BURST`` if a classroom behind one NAT is throttled.
+
+The workers of one server share their buckets through the catalog
+(:class:`~helpers.server.cluster.CatalogThrottle`); :class:`FailureMarks`, memory shared by the processes
+forked after it was made, lets them skip that read for an address that has not failed lately, so a
+successful request costs a few microseconds there too and only failures touch the database.
 """
 
 from __future__ import annotations
 
 import math
+import mmap
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable
 
-__all__ = ["FailureThrottle"]
+__all__ = ["FailureMarks", "FailureThrottle"]
 
 _MAX_ADDRESSES = 100_000
 
@@ -68,3 +76,33 @@ class FailureThrottle:
             oldest = sorted(self._buckets, key=lambda a: self._buckets[a][1])
             for a in oldest[: len(oldest) // 2]:
                 del self._buckets[a]
+
+
+class FailureMarks:
+    """When an address last failed, roughly: the latest failure time (epoch seconds) of any address in
+    each of :attr:`SLOTS` hash slots, in anonymous shared memory, so every process forked after it was
+    made (the workers of one server, a restarted one included) sees the marks of all.
+
+    A slot only ever errs towards "failed lately" (addresses share slots), so a caller may trust "no
+    failure here for a while" and skip the exact (shared, slower) bucket.
+    """
+
+    SLOTS = 4096
+    _SLOT = struct.Struct("d")
+
+    def __init__(self) -> None:
+        self._mem = mmap.mmap(-1, self.SLOTS * self._SLOT.size)  # MAP_SHARED | MAP_ANONYMOUS
+
+    def _offset(self, address: str) -> int:
+        key = zlib.crc32(address.encode("utf-8", "surrogatepass"))
+        return (key % self.SLOTS) * self._SLOT.size
+
+    def mark(self, address: str, when: float) -> None:
+        """Record a failure of ``address`` at ``when`` (a later mark is kept)."""
+        offset = self._offset(address)
+        if self._SLOT.unpack_from(self._mem, offset)[0] < when:
+            self._SLOT.pack_into(self._mem, offset, when)
+
+    def last(self, address: str) -> float:
+        """The latest failure time in ``address``'s slot (0.0: none since the server started)."""
+        return float(self._SLOT.unpack_from(self._mem, self._offset(address))[0])

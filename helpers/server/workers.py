@@ -9,7 +9,7 @@ supervisor (``PR_SET_PDEATHSIG`` on Linux).
 
 What the workers share is outside the process: the catalog (tokens, grants, revocations, the audit table,
 one-time activation codes), the signing key file, and the failure-throttling buckets (in the catalog
-too, see :mod:`helpers.server.shared_throttle`). Background threads (audit writer, warm-up) are started
+too, see :mod:`helpers.server.cluster`). Background threads (audit writer, warm-up) are started
 per worker by the app's lifespan, after the fork.
 
 The default number of workers is :func:`default_workers`: ``$SHARELAB_WORKERS`` when set, else

@@ -12,6 +12,7 @@ import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import requests
@@ -239,3 +240,79 @@ def test_throttle_bucket_refills() -> None:
     assert t.retry_after("a") == 2 and t.retry_after("b") == 0
     now[0] += 2
     assert t.retry_after("a") == 0
+
+
+def _failure(i: int, address: str = "198.51.100.7") -> AuditEvent:
+    return AuditEvent(
+        action="listShares",
+        event_time=datetime.now(UTC),
+        status_code=401,
+        client_address=address,
+        user_agent=f"replay-{i}",
+    )
+
+
+def test_failures_journaled_by_a_killed_server_are_counted_at_replay(tmp_path: Path) -> None:
+    """A failure's row-or-count is decided at its commit: lines a killed server left in its journal are
+    logged and counted by the server that replays them, in the window shared by all processes."""
+    import subprocess
+    import sys
+
+    from helpers.server.audit import FAILURES_LOGGED_PER_WINDOW, AuditWriter
+
+    journal_dir = tmp_path / "server"
+    Catalog(tmp_path / "catalog.db").close()
+    n = FAILURES_LOGGED_PER_WINDOW + 4
+    script = (
+        "import os, sys\n"
+        "from helpers.catalog import Catalog\n"
+        "from helpers.server.audit_journal import AuditJournal\n"
+        "from tests.server.test_limits import _failure\n"
+        f"j = AuditJournal(__import__('pathlib').Path({str(journal_dir)!r}), "
+        f"Catalog({str(tmp_path / 'catalog.db')!r}))\n"
+        f"for i in range({n}): j.append('failure', _failure(i), lambda seq: None)\n"
+        "os._exit(0)  # killed: nothing committed\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parents[2])
+    cat = Catalog(tmp_path / "catalog.db")
+    writer = AuditWriter(cat, journal_dir=journal_dir)
+    writer.start()  # replays the dead process's journal
+    writer.stop()
+    try:
+        rows = [e for e in cat.audit_events() if e.client_address == "198.51.100.7"]
+        summary = [s for s in failure_summary(cat) if s["client_address"] == "198.51.100.7"]
+    finally:
+        cat.close()
+    assert len(rows) == FAILURES_LOGGED_PER_WINDOW
+    assert [s["failures"] for s in summary] == [n - FAILURES_LOGGED_PER_WINDOW]
+
+
+def test_failure_marks_are_seen_by_forked_processes(tmp_path: Path) -> None:
+    """The shared-memory marks (made before the workers fork) let a worker skip the catalog read only
+    for an address that has not failed lately in any worker: a mark made in a forked child is seen by
+    the parent; an address in another slot is not marked; a throttle reads through a marked slot."""
+    import os
+
+    from helpers.server.cluster import CatalogThrottle
+    from helpers.server.throttle import FailureMarks
+
+    marks = FailureMarks()
+    assert marks.last("203.0.113.9") == 0.0
+    pid = os.fork()
+    if pid == 0:  # the "other worker"
+        marks.mark("203.0.113.9", 1234.5)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and marks.last("203.0.113.9") == 1234.5
+    marks.mark("203.0.113.9", 1000.0)  # an older mark never hides a later one
+    assert marks.last("203.0.113.9") == 1234.5
+
+    cat = Catalog(tmp_path / "catalog.db")
+    try:
+        throttle = CatalogThrottle(cat.db, burst=2, rate=0.01)
+        for _ in range(2):
+            throttle.failed("203.0.113.9")
+        assert throttle.retry_after("203.0.113.9") >= 1
+        assert throttle.retry_after("203.0.113.77") == 0
+    finally:
+        cat.close()
