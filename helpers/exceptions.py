@@ -70,3 +70,17 @@ class SchemaCompatibilityError(PolicyViolationError):
 class GrantRefusedError(PolicyViolationError):
     """A ``GRANT`` (SQL, Python API, CLI or mesh) that a grant condition of the share refuses, e.g. the
     access policy of the data product the share backs; ``.policy`` names it."""
+
+
+class ReadOnlyShareError(InvalidArgumentError):
+    """A write (INSERT, UPDATE, DELETE, DROP, ALTER...) aimed at a table of a shared catalog: shared data is
+    the provider's, read-only for the recipient."""
+
+
+class ShareAccessError(SharelabError):
+    """The provider's server refused a recipient's request: the token (401), the address or a signed URL
+    (403), or a share no longer granted (404). ``.status`` is the HTTP status."""
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status

@@ -9,15 +9,20 @@ the lab's server, the reference server or a Databricks share.
 - :func:`load` / :func:`changes` read a table snapshot or its change data feed into pandas;
 - :func:`fast_load` reads a snapshot with one ``/query`` and concurrent downloads (the lean loader for
   dashboards and mounts; :mod:`~helpers.recipient.fast`);
-- :func:`mount` mounts every shared table into DuckDB as a read-only ``share.schema.table`` (the D2D analogue
-  of ``CREATE CATALOG ... USING SHARE``);
+- :class:`RecipientSession` is the recipient's SQL (``SHOW PROVIDERS``, ``DESCRIBE PROVIDER``, ``SHOW SHARES
+  IN PROVIDER``, ``CREATE CATALOG x USING SHARE provider.share``...): a **live** shared catalog, zero-copy,
+  read through the protocol at query time (:mod:`~helpers.recipient.shared_catalog`);
+- :func:`mount` is the **snapshot copy**: every shared table copied once into DuckDB as a read-only
+  ``share.schema.table`` (offline, stale until mounted again);
 - :func:`snapshot_copy`, :func:`apply_scd1`, :func:`apply_scd2` maintain a local Delta copy from the change
   data feed (slowly changing dimensions of type 1 and type 2). Each apply remembers the last source version
   it applied (a Delta ``txn`` action), so re-running a cell never applies the same change twice.
 
 Modules: :mod:`~helpers.recipient.profile_files` (profile files, activation, health check),
 :mod:`~helpers.recipient.reading` (listing, snapshots, change data feed), :mod:`~helpers.recipient.mounting`
-(DuckDB mount), :mod:`~helpers.recipient.copies` (SCD 1/2 local copies), :mod:`~helpers.recipient.checkpoints`
+(DuckDB snapshot copy), :mod:`~helpers.recipient.shared_catalog` (live shared catalogs and the recipient's SQL,
+parsed by :mod:`~helpers.recipient.shared_sql`; providers and their REST calls in
+:mod:`~helpers.recipient.providers`), :mod:`~helpers.recipient.copies` (SCD 1/2 local copies), :mod:`~helpers.recipient.checkpoints`
 (consumer checkpoints), :mod:`~helpers.recipient.trust` (trusting a workshop's lab CA over TLS). Every public name is re-exported here: ``from helpers import recipient`` is the API.
 """
 
@@ -35,7 +40,7 @@ from helpers.recipient.copies import (
     snapshot_copy,
 )
 from helpers.recipient.fast import fast_load, fast_load_arrow
-from helpers.recipient.mounting import mount, mounted_tables
+from helpers.recipient.mounting import is_mount, mount, mounted_tables
 from helpers.recipient.profile_files import (
     activate,
     activate_with_ca,
@@ -43,6 +48,7 @@ from helpers.recipient.profile_files import (
     load_profile,
     write_profile,
 )
+from helpers.recipient.providers import Provider, ProviderClient, load_providers
 from helpers.recipient.reading import (
     CDF_COLUMNS,
     changes,
@@ -54,6 +60,7 @@ from helpers.recipient.reading import (
     table_version,
     tables,
 )
+from helpers.recipient.shared_catalog import RecipientSession, SharedCatalog
 from helpers.recipient.trust import (
     TlsError,
     ca_fingerprint,
@@ -64,6 +71,12 @@ from helpers.recipient.trust import (
 )
 
 __all__ = [
+    "Provider",
+    "ProviderClient",
+    "RecipientSession",
+    "SharedCatalog",
+    "is_mount",
+    "load_providers",
     "TlsError",
     "activate_with_ca",
     "ca_fingerprint",

@@ -1,5 +1,11 @@
-"""Mount every shared table into DuckDB as a read-only ``share.schema.table`` (the D2D analogue of
-``CREATE CATALOG ... USING SHARE``)."""
+"""The **snapshot copy**: every shared table copied once into DuckDB as a read-only ``share.schema.table``.
+
+:func:`mount` reads each table through the open protocol at one version, writes the rows into a private
+DuckDB file and attaches it ``READ_ONLY``. It works offline afterwards, and it is stale: a provider's next
+commit is not seen until you mount again (:func:`mounted_tables` says which version each table holds).
+The **live** counterpart, closer to a Databricks catalog created ``USING SHARE`` (zero-copy, read at query
+time), is :class:`helpers.recipient.RecipientSession` (``CREATE CATALOG x USING SHARE provider.share``).
+"""
 
 from __future__ import annotations
 
@@ -38,7 +44,8 @@ def _cleanup_mounts() -> None:
 atexit.register(_cleanup_mounts)
 
 
-def _is_mount(db_path: str | None) -> bool:
+def is_mount(db_path: str | None) -> bool:
+    """Whether a DuckDB database file (``duckdb_databases().path``) is one of :func:`mount`'s snapshots."""
     return bool(db_path) and any(str(db_path).startswith(d) for d in _MOUNT_DIRS)
 
 
@@ -50,13 +57,15 @@ def mount(
     shares: Iterable[str] | None = None,
     fast: bool = False,
 ) -> duckdb.DuckDBPyConnection:
-    """Mount every table a profile grants into DuckDB as ``share.schema.table``, read-only.
+    """Copy every table a profile grants into DuckDB as ``share.schema.table``, read-only (a snapshot).
 
     Each share becomes a DuckDB database (``ATTACH``) holding one schema per shared schema; the tables are
     read through the open protocol (:func:`delta_sharing.load_as_pandas`), written once into a private
     database file and attached ``READ_ONLY``, so ``INSERT``/``UPDATE``/``DELETE``/``DROP`` on a mounted
     table fail just as they do on a Databricks catalog created ``USING SHARE``. Mounting again refreshes
-    the data (the previous attachment of that share is replaced).
+    the data (the previous attachment of that share is replaced). This is a **copy taken at a version**:
+    it does not follow the provider's later commits (for that, use a live catalog:
+    :class:`helpers.recipient.RecipientSession`).
 
     :param profile: a profile path or object.
     :param con: the DuckDB connection to mount into (a new in-memory one by default).
@@ -79,7 +88,7 @@ def mount(
     for share, share_tables in sorted(by_share.items()):
         if share.lower() in existing:
             db_path = existing[share.lower()][1] or ""
-            if not _is_mount(db_path):
+            if not is_mount(db_path):
                 raise InvalidArgumentError(
                     f"DuckDB already has a database named {share!r} that is not a share mount; "
                     "use another connection"
@@ -167,7 +176,7 @@ def mounted_tables(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     for name, db_path in con.execute(
         "SELECT database_name, path FROM duckdb_databases()"
     ).fetchall():
-        if _is_mount(db_path):
+        if is_mount(db_path):
             frames.append(
                 con.execute(f"SELECT * FROM {quote_ident(name)}.main.__sharelab_mount").df()
             )
