@@ -8,9 +8,14 @@ the figures: clients and servers share the machine's cores.
 1. tables of 1, 8 and 64 files (200,000 rows): the official client's ``load_as_pandas``, the lean loader
    (:func:`helpers.recipient.fast_load`) and deltalake's local read, medians; server CPU seconds per load;
 2. ``POST /query`` throughput at 64 concurrent keep-alive connections (an asyncio client), 1 worker vs 2;
-3. ``Catalog.authenticate`` and ``/query`` latency, PostgreSQL catalog vs SQLite.
+3. a burst of 32 recipients (one process and one token each) calling ``load_as_pandas`` on a 100,000-row
+   table at the same moment: errors, p50/p99 of one read, the burst's wall time vs 32 sequential reads;
+4. ``Catalog.authenticate`` and ``/query`` latency, PostgreSQL catalog vs SQLite.
 
-Run: ``.venv/bin/python benchmarks/bench_scale.py [--quick]``.
+The official client against a static file server, requests per file, per-request cost and the
+single-stream download vs nginx are in ``benchmarks/bench_files.py``.
+
+Run: ``.venv/bin/python benchmarks/bench_scale.py [--quick] [--burst N]``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from helpers.recipient import fast_load  # noqa: E402
 from helpers.server import start, stop  # noqa: E402
 
 ROWS = 200_000
+BURST_ROWS = 100_000
 
 
 def median_time(fn: Callable[[], Any], reps: int) -> float:
@@ -83,13 +89,27 @@ def make_tables(root: Path, home: Path) -> dict[int, Path]:
             write_deltalake(str(path), frame, mode="append")
         tables[n] = path
         sql += [f"CREATE TABLE b.sch.t{n} LOCATION '{path}'", f"ALTER SHARE s ADD TABLE b.sch.t{n}"]
+    burst_path = root / "burst"  # the burst's table: 100,000 rows in 4 files
+    for i in range(4):
+        per = BURST_ROWS // 4
+        write_deltalake(
+            str(burst_path),
+            pd.DataFrame(
+                {"id": range(i * per, (i + 1) * per), "v": [float(x) for x in range(per)]}
+            ),
+            mode="append",
+        )
+    sql += [
+        f"CREATE TABLE b.sch.burst LOCATION '{burst_path}'",
+        "ALTER SHARE s ADD TABLE b.sch.burst",
+    ]
     sql += ["CREATE RECIPIENT r", "GRANT SELECT ON SHARE s TO RECIPIENT r"]
     Provider(home).sql(";".join(sql))
     return tables
 
 
-def profile_for(home: Path, state: dict[str, Any], path: Path) -> Path:
-    token = open_catalog(home).issue_token("r").token
+def profile_for(home: Path, state: dict[str, Any], path: Path, recipient: str = "r") -> Path:
+    token = open_catalog(home).issue_token(recipient).token
     path.write_text(
         json.dumps(
             {"shareCredentialsVersion": 1, "endpoint": state["endpoint"], "bearerToken": token}
@@ -136,6 +156,70 @@ def query_throughput(home: Path, workers: int, seconds: float) -> tuple[float, i
         stop(home)
 
 
+def _burst_reader(profile: str, start_at: float, out: Any) -> None:
+    """One recipient of the burst: one ``load_as_pandas`` at ``start_at`` (wall clock)."""
+    import delta_sharing
+
+    while time.time() < start_at:
+        time.sleep(0.002)
+    t = time.perf_counter()
+    try:
+        rows = len(delta_sharing.load_as_pandas(f"{profile}#s.sch.burst"))
+        out.put((time.perf_counter() - t, "" if rows == BURST_ROWS else f"{rows} rows"))
+    except Exception as exc:  # noqa: BLE001 - counted and reported
+        out.put((time.perf_counter() - t, f"{type(exc).__name__}: {exc}"[:200]))
+
+
+def burst(home: Path, root: Path, clients: int) -> None:
+    """``clients`` recipients reading the 100,000-row table at once vs one recipient ``clients`` times."""
+    import multiprocessing as mp
+
+    import delta_sharing
+
+    workers = min(2, os.cpu_count() or 1)
+    print(f"   server: {workers} workers")
+    state = start(home, port=free_port(), workers=workers)
+    try:
+        Provider(home).sql(
+            ";".join(
+                f"CREATE RECIPIENT IF NOT EXISTS b{i}; GRANT SELECT ON SHARE s TO RECIPIENT b{i}"
+                for i in range(clients)
+            )
+        )
+        profiles = [profile_for(home, state, root / f"b{i}.share", f"b{i}") for i in range(clients)]
+        url = f"{profiles[0]}#s.sch.burst"
+        delta_sharing.load_as_pandas(url)  # warm-up
+        t = time.perf_counter()
+        for _ in range(clients):
+            delta_sharing.load_as_pandas(url)
+        sequential = time.perf_counter() - t
+        ctx = mp.get_context("spawn")
+        out = ctx.Queue()
+        start_at = time.time() + 10  # every process has imported pandas & co by then
+        procs = [ctx.Process(target=_burst_reader, args=(str(p), start_at, out)) for p in profiles]
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=600) for _ in procs]
+        wall = max(r[0] for r in results)
+        for p in procs:
+            p.join(timeout=30)
+    finally:
+        stop(home)
+    times = sorted(r[0] for r in results)
+    errors = [r[1] for r in results if r[1]]
+    p50, p99 = times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]
+    print(
+        f"   {clients} at once: p50 {p50:.2f} s  p99 {p99:.2f} s  (p99/p50 {p99 / p50:.2f}, target <= 2)  "
+        f"errors {len(errors)}"
+    )
+    print(
+        f"   burst wall {wall:.2f} s  vs {clients} sequential reads {sequential:.2f} s "
+        f"(ratio {wall / sequential:.2f})"
+    )
+    for e in sorted(set(errors))[:3]:
+        print(f"   error sample: {e}")
+
+
 def latencies(home: Path, reps: int) -> tuple[float, float]:
     cat = open_catalog(home)
     token = cat.issue_token("r").token
@@ -154,6 +238,7 @@ def latencies(home: Path, reps: int) -> tuple[float, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, shorter load")
+    ap.add_argument("--burst", type=int, default=32, help="recipients of the burst (default 32)")
     a = ap.parse_args()
     reps = 2 if a.quick else 5
     seconds = 3.0 if a.quick else 8.0
@@ -174,7 +259,7 @@ def main() -> int:
         print(
             f"{'files':>6} {'local':>8} {'official':>9} {'ratio':>6} {'fast':>8} {'ratio':>6} {'srv CPU/load':>13}"
         )
-        for n, path in tables.items():
+        for n, path in ((n, p) for n, p in tables.items() if isinstance(n, int)):
             url = f"{profile}#s.sch.t{n}"
             local = median_time(lambda p=path: DeltaTable(str(p)).to_pandas(), reps)
             cpu0 = server_cpu(int(state["pid"]))
@@ -192,7 +277,11 @@ def main() -> int:
         print(
             f"   1 worker: {one:8.0f} req/s ({e1} errors)   2 workers: {two:8.0f} req/s ({e2} errors)   ratio {two / one:.2f}"
         )
-        print("\n3. catalog backends: authenticate (in process) and /query (HTTP), median ms")
+        print(
+            f"\n3. burst of {a.burst} recipients, load_as_pandas of {BURST_ROWS:,} rows at the same moment"
+        )
+        burst(home, root, a.burst)
+        print("\n4. catalog backends: authenticate (in process) and /query (HTTP), median ms")
         sa, sq = latencies(home, 50)
         row = f"   SQLite:     authenticate {sa:7.3f} ms   /query {sq:7.2f} ms"
         print(row)

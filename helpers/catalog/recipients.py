@@ -265,20 +265,19 @@ class RecipientsMixin:
         def body(conn: sqlite3.Connection) -> Recipient | None:
             now = clock.now()
             match = None
-            for cand in conn.execute(
-                "SELECT token_hash, recipient_id, expires_at, revoked_at FROM tokens WHERE prefix = ?",
+            for cand in conn.execute(  # one statement: the candidates with their recipient
+                "SELECT t.token_hash AS tok_hash, t.expires_at AS tok_expires, "
+                "t.revoked_at AS tok_revoked, r.* FROM tokens t "
+                "JOIN recipients r ON r.id = t.recipient_id WHERE t.prefix = ?",
                 (prefix,),
             ):
-                if hmac.compare_digest(cand["token_hash"], digest):
+                if hmac.compare_digest(cand["tok_hash"], digest):
                     match = cand
-            if match is None or match["revoked_at"] is not None or not match["expires_at"] > now:
+            if match is None or match["tok_revoked"] is not None or not match["tok_expires"] > now:
                 return None
-            row = conn.execute(
-                "SELECT * FROM recipients WHERE id = ?", (match["recipient_id"],)
-            ).fetchone()
-            return Recipient.from_row(row) if row else None
+            return Recipient.from_row(match)
 
-        return self.db.read(body)
+        return self.db.read_one(body)  # one statement
 
     # -- activation ------------------------------------------------------------------------------
 
@@ -475,7 +474,19 @@ class RecipientsMixin:
         validate_name(recipient, "recipient")
 
         def body(conn: sqlite3.Connection) -> list[Share]:
-            r = recipient_row(conn, recipient)
+            # one statement when the name is spelled as stored (the server's case: it comes from a row)
+            found = [
+                Share.from_row(row)
+                for row in conn.execute(
+                    "SELECT s.* FROM shares s JOIN grants g ON g.share_id = s.id "
+                    "JOIN recipients r ON r.id = g.recipient_id "
+                    "WHERE r.name = ? ORDER BY s.name COLLATE NOCASE",
+                    (recipient,),
+                )
+            ]
+            if found:
+                return found
+            r = recipient_row(conn, recipient)  # unknown (NotFoundError), another spelling, or none
             return [
                 Share.from_row(row)
                 for row in conn.execute(

@@ -425,7 +425,7 @@ class ViewStore:
 
     def ip_access_list(self, recipient_id: str) -> tuple[str, ...] | None:
         """The IP access list of the recipient with this id, or None when it has none."""
-        row = self.db.read(
+        row = self.db.read_one(
             lambda conn: conn.execute(
                 "SELECT entries FROM recipient_ip_access WHERE recipient_id = ?", (recipient_id,)
             ).fetchone()

@@ -171,7 +171,14 @@ class ServiceCore:
         its access key ``<token id>.<access stamp>`` (:meth:`Catalog.access_stamp`), newline-separated."""
         token_id = getattr(request.state, "token_id", "")
         stamp = (
-            self.catalog.access_stamp(token_id, table.share, table.schema, table.name)
+            self.catalog.access_stamp(
+                token_id,
+                table.share,
+                table.schema,
+                table.name,
+                # a table of the share read in this request: its entry is not read again
+                known=table if type(table) is SharedTable else None,
+            )
             if token_id
             else None
         )
@@ -251,13 +258,15 @@ class ServiceCore:
         return self.entries.get(table, snapshot, log_, fmt, time_travel)
 
     def expiry_ms(self) -> int:
-        """URL expiry: now + TTL, rounded up to the minute.
+        """URL expiry: now + TTL, rounded up to a step of a minute (or of the TTL when it is shorter).
 
-        Rounding makes every URL minted within the same minute identical, so rendered file lines are
-        reused across requests (a warm ``/query`` of a 10,000-file table only joins cached strings).
+        Rounding makes every URL minted within the same step identical, so rendered file lines are
+        reused across requests (a warm ``/query`` of a 10,000-file table only joins cached strings);
+        a short TTL (a lesson's expiry demo) keeps a step close to itself.
         """
+        step = min(_EXPIRY_STEP_MS, max(1000, self.url_ttl_ms))
         raw = int(time.time() * 1000) + self.url_ttl_ms
-        return -(-raw // _EXPIRY_STEP_MS) * _EXPIRY_STEP_MS
+        return -(-raw // step) * step
 
     def file_url(self, base: str, token: str, exp: int, recipient: str = "") -> str:
         """A signed download URL (``rcp`` names the recipient for the audit log; it is signed too)."""

@@ -1,0 +1,483 @@
+"""Benchmark of the file path (issue 20, items 5 and 7): sharelab vs nginx serving the same files, one run.
+
+Not a test: it prints figures and ratios side by side and exits 0. It builds Delta tables in a temporary
+directory, starts a sharelab server (1 worker) and an nginx from Debian's packages on loopback ports, and
+removes everything at the end. The load average is printed with the figures (clients and servers share
+the cores).
+
+The static side: nginx serves the tables' parquet files with ``sendfile`` from ``/static/``; the
+protocol requests go to sharelab through nginx (``proxy_pass``) except ``/query``, which nginx answers
+from a file holding sharelab's own ``/query`` response with every URL rewritten to the static file. So the
+official client makes the same requests in both runs; only who serves the files differs.
+
+1. per-request cost of a HEAD and of a 64 KiB Range GET on a signed URL (one keep-alive connection,
+   http.client): median latency and server CPU per request, sharelab vs nginx;
+2. the official client's ``load_as_pandas`` of tables of 1, 8 and 64 files: sharelab vs the static
+   server (ratio; target <= 1.05x), requests per file, server CPU per load, bytes the server read
+   (``rchar``) vs the table's size;
+3. one file downloaded with curl (a non-Python client): sharelab vs nginx (target >= 0.9x), server CPU
+   seconds per GB; and sharelab behind nginx with the ``X-Accel-Redirect`` hand-off: the replica's CPU per
+   download (target: near zero); the official client's own download rate, as the client's figure.
+
+Run: ``.venv/bin/python benchmarks/bench_files.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import numpy as np
+import pandas as pd
+import psutil
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from deltalake import DeltaTable, write_deltalake  # noqa: E402
+
+from helpers.catalog import open_catalog  # noqa: E402
+from helpers.procs import free_port  # noqa: E402
+from helpers.provider import Provider  # noqa: E402
+from tests.support import RunningServer, start_server, stop_server  # noqa: E402
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+ROWS = 200_000
+
+
+# ----------------------------------------------------------------------------------------- set-up
+def make_tables(root: Path, home: Path, big_mb: int) -> dict[str, Path]:
+    rng = np.random.default_rng(42)
+    tables: dict[str, Path] = {}
+    sql = ["CREATE SHARE s"]
+    for n in (1, 8, 64):
+        path = root / "data" / f"t{n}"
+        per = ROWS // n
+        for i in range(n):
+            frame = pd.DataFrame(
+                {
+                    "id": np.arange(i * per, (i + 1) * per),
+                    "amount": rng.random(per),
+                    "city": [f"city_{x % 50}" for x in range(per)],
+                }
+            )
+            write_deltalake(str(path), frame, mode="append")
+        tables[f"t{n}"] = path
+    big = root / "data" / "big"  # one large file of incompressible bytes for the stream
+    rows = big_mb * 4
+    write_deltalake(
+        str(big),
+        pd.DataFrame({"id": range(rows), "blob": [os.urandom(256 * 1024) for _ in range(rows)]}),
+    )
+    tables["big"] = big
+    for name, path in tables.items():
+        sql += [
+            f"CREATE TABLE b.sch.{name} LOCATION '{path}'",
+            f"ALTER SHARE s ADD TABLE b.sch.{name}",
+        ]
+    sql += ["CREATE RECIPIENT r", "GRANT SELECT ON SHARE s TO RECIPIENT r"]
+    Provider(home).sql(";".join(sql))
+    return tables
+
+
+def nginx_conf(
+    prefix: Path, listen: int, upstream: int, root: Path, responses: Path, versions: dict[str, str]
+) -> Path:
+    user = "user root;" if os.geteuid() == 0 else ""
+    queries = "\n".join(
+        f"""        location = /delta-sharing/shares/s/schemas/sch/tables/{name}/query {{
+            root {responses};
+            default_type application/x-ndjson;
+            add_header Delta-Table-Version {version} always;
+            error_page 405 =200 $uri;  # the static module refuses POST: serve the file anyway
+        }}"""
+        for name, version in versions.items()
+    )
+    text = f"""
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+{user}
+events {{ worker_connections 1024; }}
+http {{
+    log_format counted '$request_method $uri $status';
+    access_log {prefix}/access.log counted;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{listen};
+        location /static/ {{ alias {root}/; }}
+{queries}
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_buffering off;
+        }}
+        location /_sharelab_files/ {{ internal; alias /; }}
+    }}
+}}
+"""
+    conf = prefix / "nginx.conf"
+    conf.write_text(text)
+    return conf
+
+
+def start_nginx(prefix: Path, conf: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [NGINX, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/static/", timeout=1)
+            return proc
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise RuntimeError(f"nginx did not start: {(prefix / 'error.log').read_text()[-500:]}")
+
+
+def query_lines(
+    endpoint: str, token: str, table: str, versions: dict[str, str] | None = None
+) -> list[str]:
+    resp = requests.post(
+        f"{endpoint}shares/s/schemas/sch/tables/{table}/query",
+        json={},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    resp.raise_for_status()
+    if versions is not None:
+        versions[table] = resp.headers["Delta-Table-Version"]
+    return resp.text.splitlines()
+
+
+def static_response(lines: list[str], table: Path, data_root: Path, static_base: str) -> str:
+    """sharelab's /query response with every file URL pointing at nginx's static copy of the file
+    (the file's path is the second half of the URL's token, base64url; see helpers.server.signing)."""
+    out = []
+    for line in lines:
+        obj = json.loads(line)
+        if "file" in obj:
+            token = urlsplit(obj["file"]["url"]).path.rpartition("/")[2]
+            part = token.partition(".")[2]
+            rel = unquote(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode())
+            obj["file"]["url"] = static_base + quote(str((table / rel).relative_to(data_root)))
+        out.append(json.dumps(obj))
+    return "\n".join(out) + "\n"
+
+
+# ----------------------------------------------------------------------------------------- measures
+def tree_cpu(pid: int) -> float:
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in (proc, *proc.children(recursive=True)):
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def tree_rchar(pid: int) -> int:
+    proc = psutil.Process(pid)
+    total = 0
+    for p in (proc, *proc.children(recursive=True)):
+        try:
+            total += p.io_counters().read_chars
+        except psutil.Error:
+            pass
+    return total
+
+
+def median_of(fn: Callable[[], Any], reps: int) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def per_request(
+    url: str, method: str, headers: dict[str, str], n: int, pid: int
+) -> tuple[float, float]:
+    """(median latency ms, server CPU ms per request) of ``n`` requests on one keep-alive connection."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    times = []
+    for i in range(n + 20):
+        if i == 20:
+            cpu0 = tree_cpu(pid)
+        t = time.perf_counter()
+        conn.request(method, target, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status in (200, 206), resp.status
+        if i >= 20:
+            times.append(time.perf_counter() - t)
+    cpu = tree_cpu(pid) - cpu0
+    conn.close()
+    return statistics.median(times) * 1e3, cpu / n * 1e3
+
+
+def head_rchar(url: str, pid: int, n: int) -> float:
+    """Bytes the server reads per HEAD of a signed URL (the catalog's SQLite pages: no file bytes)."""
+    session = requests.Session()
+    session.head(url, timeout=10)
+    before = tree_rchar(pid)
+    for _ in range(n):
+        session.head(url, timeout=10)
+    return (tree_rchar(pid) - before) / n
+
+
+def curl_rate(url: str, reps: int) -> float:
+    """Median MB/s of ``curl -o /dev/null`` (curl's own timing, no Python in the way)."""
+    rates = []
+    for _ in range(reps + 1):
+        out = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        rates.append(float(out[0]) / float(out[1]) / 1e6)
+    return statistics.median(rates[1:])
+
+
+def audit_downloads(home: Path) -> int:
+    time.sleep(0.6)  # the group commit of the last rows
+    cat = open_catalog(home)
+    return int(
+        cat.db.read(
+            lambda c: c.execute(
+                "SELECT COUNT(*) FROM audit WHERE action = 'downloadFile'"
+            ).fetchone()[0]
+        )
+    )
+
+
+def nginx_static_requests(prefix: Path) -> int:
+    return sum(
+        1 for line in (prefix / "access.log").read_text().splitlines() if " /static/" in line
+    )
+
+
+# ----------------------------------------------------------------------------------------- main
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, few repetitions")
+    a = ap.parse_args()
+    reps, n_req, big_mb = (2, 100, 32) if a.quick else (5, 500, 128)
+    import delta_sharing
+
+    root = Path(tempfile.mkdtemp(prefix="sharelab-bench-files-"))
+    os.environ.pop("SHARELAB_CATALOG_URL", None)
+    print(
+        f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}, cores {os.cpu_count()}"
+    )
+    servers: list[RunningServer] = []
+    nginxes: list[subprocess.Popen[bytes]] = []
+    try:
+        home = root / "home"
+        tables = make_tables(root, home, big_mb)
+        sl = start_server(home, extra=["--workers", "1"], env={"SHARELAB_WORKERS": "1"})
+        servers.append(sl)
+        token = open_catalog(home).issue_token("r").token
+        ng_port = free_port()
+        prefix = root / "nginx"
+        responses = root / "responses"
+        prefix.mkdir()
+        versions: dict[str, str] = {}
+        for name, path in tables.items():
+            lines = query_lines(sl.endpoint, token, name, versions)
+            target = responses / "delta-sharing/shares/s/schemas/sch/tables" / name / "query"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(
+                static_response(lines, path, root / "data", f"http://127.0.0.1:{ng_port}/static/")
+            )
+        ng = start_nginx(
+            prefix,
+            nginx_conf(prefix, ng_port, sl.port, root / "data", responses, versions),
+            ng_port,
+        )
+        nginxes.append(ng)
+        sl_profile, ng_profile = root / "sl.share", root / "ng.share"
+        for path, endpoint in (
+            (sl_profile, sl.endpoint),
+            (ng_profile, f"http://127.0.0.1:{ng_port}/delta-sharing/"),
+        ):
+            path.write_text(
+                json.dumps(
+                    {"shareCredentialsVersion": 1, "endpoint": endpoint, "bearerToken": token}
+                )
+            )
+
+        # 1. per-request cost
+        t1 = json.loads(query_lines(sl.endpoint, token, "t1")[-1])["file"]
+        static_t1 = json.loads(
+            (responses / "delta-sharing/shares/s/schemas/sch/tables/t1/query")
+            .read_text()
+            .splitlines()[-1]
+        )["file"]["url"]
+        pid_sl, pid_ng = sl.process.pid, ng.pid
+        print(
+            "\n1. per-request cost on one keep-alive connection (median latency ms / server CPU ms per request)"
+        )
+        print(f"{'request':<22} {'sharelab':>18} {'nginx':>18} {'ratio':>7}")
+        for label, method, hdr in (
+            ("HEAD", "HEAD", {}),
+            ("64 KiB Range GET", "GET", {"Range": "bytes=0-65535"}),
+        ):
+            sl_lat, sl_cpu = per_request(t1["url"], method, hdr, n_req, pid_sl)
+            ng_lat, ng_cpu = per_request(static_t1, method, hdr, n_req, pid_ng)
+            print(
+                f"{label:<22} {sl_lat:>7.2f} / {sl_cpu:>6.2f} ms {ng_lat:>7.2f} / {ng_cpu:>6.2f} ms "
+                f"{sl_lat / ng_lat:>6.2f}x"
+            )
+
+        # 2. the official client, sharelab vs static
+        print(
+            "\n2. official client load_as_pandas, 200,000 rows (median s); sharelab vs nginx static files"
+        )
+        print(
+            f"{'files':>5} {'sharelab':>9} {'static':>8} {'ratio':>6} {'req/file':>9} {'static req/file':>15} "
+            f"{'srv CPU/load':>12} {'read/size':>9} {'files only':>9}"
+        )
+        files_of = {
+            name: json.loads(query_lines(sl.endpoint, token, name)[-1])["file"]["url"]
+            for name in ("t1", "t8", "t64")
+        }
+        for n in (1, 8, 64):
+            name = f"t{n}"
+            size = sum(
+                os.path.getsize(u.replace("file://", ""))
+                for u in DeltaTable(str(tables[name])).file_uris()
+            )
+            d0, c0, r0 = audit_downloads(home), tree_cpu(pid_sl), tree_rchar(pid_sl)
+            t_sl = median_of(
+                lambda n=name: delta_sharing.load_as_pandas(f"{sl_profile}#s.sch.{n}"), reps
+            )
+            loads = reps + 1
+            reqs = (audit_downloads(home) - d0) / loads / n
+            cpu = (tree_cpu(pid_sl) - c0) / loads
+            read = (tree_rchar(pid_sl) - r0) / loads / size
+            s0 = nginx_static_requests(prefix)
+            t_ng = median_of(
+                lambda n=name: delta_sharing.load_as_pandas(f"{ng_profile}#s.sch.{n}"), reps
+            )
+            time.sleep(0.3)
+            ng_reqs = (nginx_static_requests(prefix) - s0) / loads / n
+            # rchar counts the catalog's SQLite page reads too: take off what a HEAD (no file bytes)
+            # costs, per request, to estimate the file bytes alone
+            catalog_read = head_rchar(files_of[name], pid_sl, 40) * reqs * n
+            net = max(0.0, read - catalog_read / size)
+            print(
+                f"{n:>5} {t_sl:>9.3f} {t_ng:>8.3f} {t_sl / t_ng:>5.2f}x {reqs:>9.1f} {ng_reqs:>15.1f} "
+                f"{cpu:>11.3f}s {read:>8.2f}x {net:>8.2f}x"
+            )
+
+        # 3. one stream with curl, CPU per GB, and the X-Accel hand-off
+        big = json.loads(query_lines(sl.endpoint, token, "big")[-1])["file"]
+        static_big = json.loads(
+            (responses / "delta-sharing/shares/s/schemas/sch/tables/big/query")
+            .read_text()
+            .splitlines()[-1]
+        )["file"]["url"]
+        gb = big["size"] / 1e9
+        print(
+            f"\n3. one {big['size'] / 1e6:.0f} MB file with curl (median MB/s; server CPU s per GB served)"
+        )
+        c0 = tree_cpu(pid_sl)
+        sl_rate = curl_rate(big["url"], reps)
+        sl_cpu_gb = (tree_cpu(pid_sl) - c0) / ((reps + 1) * gb)
+        c0 = tree_cpu(pid_ng)
+        ng_rate = curl_rate(static_big, reps)
+        ng_cpu_gb = (tree_cpu(pid_ng) - c0) / ((reps + 1) * gb)
+        print(f"   sharelab {sl_rate:8.0f} MB/s  CPU {sl_cpu_gb:.3f} s/GB")
+        print(
+            f"   nginx    {ng_rate:8.0f} MB/s  CPU {ng_cpu_gb:.3f} s/GB   ratio {sl_rate / ng_rate:.2f}x (target >= 0.9x)"
+        )
+        # sharelab behind nginx, the file handed off with X-Accel-Redirect
+        stop_server(sl)
+        servers.remove(sl)
+        ng.terminate()
+        ng.wait()
+        nginxes.remove(ng)
+        accel = start_server(
+            home,
+            port=sl.port,
+            extra=["--workers", "1", "--public-url", f"http://127.0.0.1:{ng_port}"],
+            env={"SHARELAB_WORKERS": "1", "SHARELAB_ACCEL_REDIRECT": "/_sharelab_files"},
+        )
+        servers.append(accel)
+        ng = start_nginx(prefix, prefix / "nginx.conf", ng_port)
+        nginxes.append(ng)
+        via = json.loads(
+            query_lines(f"http://127.0.0.1:{ng_port}/delta-sharing/", token, "big")[-1]
+        )["file"]
+        c_sl, c_ng = tree_cpu(accel.process.pid), tree_cpu(ng.pid)
+        acc_rate = curl_rate(via["url"], reps)
+        downloads = reps + 1
+        rep_cpu = (tree_cpu(accel.process.pid) - c_sl) / downloads * 1e3
+        ng_acc = (tree_cpu(ng.pid) - c_ng) / (downloads * gb)
+        print(
+            f"   X-Accel  {acc_rate:8.0f} MB/s  replica CPU {rep_cpu:.1f} ms per download, "
+            f"nginx CPU {ng_acc:.3f} s/GB"
+        )
+        via_profile = root / "via.share"
+        via_profile.write_text(
+            json.dumps(
+                {
+                    "shareCredentialsVersion": 1,
+                    "endpoint": f"http://127.0.0.1:{ng_port}/delta-sharing/",
+                    "bearerToken": token,
+                }
+            )
+        )
+        t_client = median_of(
+            lambda: delta_sharing.load_as_pandas(f"{via_profile}#s.sch.big"), max(1, reps - 1)
+        )
+        print(
+            f"   the official client's own rate on that table: {big['size'] / 1e6 / t_client:.0f} MB/s (client figure)"
+        )
+        print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    finally:
+        for proc in nginxes:
+            proc.terminate()
+            proc.wait()
+        for s in servers:
+            stop_server(s)
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
