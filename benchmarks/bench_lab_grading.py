@@ -4,11 +4,13 @@ Each copy runs in its own fresh lab home (dataset generated, server started, not
 checks run), so this is the instructor's real cost. Prints seconds per run and per notebook, side by side.
 
     .venv/bin/python benchmarks/bench_lab_grading.py --learners 30 --workers 2 --lab recipient
+    .venv/bin/python benchmarks/bench_lab_grading.py --learners 4 --workers 2 --lab capstone
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -40,9 +42,11 @@ def main() -> int:
             frame = grade(folder, workers=workers, reports=Path(tmp) / f"reports-{workers}")
             took = time.perf_counter() - start
             full = int((frame["points"] == frame["max_points"]).sum())
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
             print(
                 f"lab={args.lab} learners={args.learners} workers={workers}: {took:.1f} s "
-                f"({took / args.learners:.2f} s per notebook), {full}/{len(frame)} full marks"
+                f"({took / args.learners:.2f} s per notebook), {full}/{len(frame)} full marks "
+                f"(load average {load})"
             )
     return 0
 

@@ -196,7 +196,7 @@ class CdfLab:
             copy.version() >= (self._copy_version or 0),
             f"your copy was recreated after task c2; {restart}",
         )
-        reloads = [h for h in later if _is_overwrite(h)]
+        reloads = [h for h in later if is_overwrite(h)]
         expect(
             not reloads,
             f"your copy was reloaded in full (an overwrite at version {reloads[0]['version'] if reloads else ''}) "
@@ -274,7 +274,7 @@ class CdfLab:
             )
 
 
-def _is_overwrite(commit: dict[str, Any]) -> bool:
+def is_overwrite(commit: dict[str, Any]) -> bool:
     params = commit.get("operationParameters") or {}
     mode = str(params.get("mode", "")).lower()
     operation = str(commit.get("operation", "")).upper()
@@ -283,21 +283,24 @@ def _is_overwrite(commit: dict[str, Any]) -> bool:
     )
 
 
-def scd2(snapshot: pd.DataFrame, feed: pd.DataFrame, start: int) -> pd.DataFrame:
+def scd2(snapshot: pd.DataFrame, feed: pd.DataFrame, start: int, *, key: str = KEY) -> pd.DataFrame:
     """The type 2 history of ``snapshot`` (taken at version ``start``) after the change ``feed``:
-    one row per version of each key with ``valid_from``, ``valid_to`` (None while open), ``is_current``."""
+    one row per version of each ``key`` with ``valid_from``, ``valid_to`` (None while open),
+    ``is_current``."""
     columns = list(snapshot.columns)
     open_rows: dict[Any, dict[str, Any]] = {
-        row[KEY]: {**row, "valid_from": start} for row in snapshot.to_dict("records")
+        row[key]: {**row, "valid_from": start} for row in snapshot.to_dict("records")
     }
     closed: list[dict[str, Any]] = []
-    ordered = feed[feed["_change_type"] != "update_preimage"].sort_values("_commit_version")
+    ordered = feed[feed["_change_type"] != "update_preimage"].sort_values(
+        "_commit_version", kind="stable"
+    )
     for change in ordered.to_dict("records"):
-        version, key = int(change["_commit_version"]), change[KEY]
-        if key in open_rows:
-            closed.append({**open_rows.pop(key), "valid_to": version})
+        version, value = int(change["_commit_version"]), change[key]
+        if value in open_rows:
+            closed.append({**open_rows.pop(value), "valid_to": version})
         if change["_change_type"] != "delete":
-            open_rows[key] = {**{c: change[c] for c in columns}, "valid_from": version}
+            open_rows[value] = {**{c: change[c] for c in columns}, "valid_from": version}
     rows = closed + [{**r, "valid_to": None} for r in open_rows.values()]
     frame = pd.DataFrame(rows, columns=[*columns, "valid_from", "valid_to"])
     frame["valid_from"] = frame["valid_from"].astype("Int64")

@@ -334,6 +334,7 @@ LAB_FILES: dict[str, str] = {
     "recipient": "lab2_recipient",
     "cdf": "lab3_change_data_feed",
     "mesh": "lab4_data_mesh",
+    "capstone": "lab5_capstone",
 }
 
 

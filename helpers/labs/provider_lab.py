@@ -23,10 +23,45 @@ STORES = "retail.sales.stores"
 INVENTORY = "retail.sales.inventory_snapshots"
 #: a second reader of the share, so that the audit holds more than one recipient's requests (task p7).
 OTHER_READER = "head_office"
+#: the learner's own table (task p8), made in SQL as the Databricks course makes its tables.
+OWN_CATALOG = "store_ops"
+OWN_SCHEMA = "planning"
+OWN_TABLE = f"{OWN_CATALOG}.{OWN_SCHEMA}.restock_plan"
+OWN_COLUMNS = {"store_id": "int32", "product_id": "int32", "quantity": "int32"}
+
+
+def run_sql(provider: Any, sql: Any) -> pd.DataFrame | None:
+    """Run ``sql`` one statement at a time; print errors instead of raising. After an
+    :class:`AlreadyExistsError` the remaining statements still run (the object is kept as it is)."""
+    if is_blank(sql):
+        print("⏳ not run: replace ____ with your SQL first")
+        return None
+    from helpers.exceptions import AlreadyExistsError
+    from helpers.sql import parse
+
+    try:
+        texts = parse(sql).texts
+    except Exception as exc:  # a parse error: nothing ran
+        print(f"❌ {type(exc).__name__}: {exc}")
+        return None
+    result = None
+    for text in texts:
+        try:
+            result = provider.sql(text)
+        except AlreadyExistsError as exc:
+            print(f"ℹ️  {exc}: kept as it is, going on with the next statement")
+            print(
+                "   (to change a comment: COMMENT ON SHARE|RECIPIENT <name> IS '...'; "
+                "or DROP it and CREATE it again)"
+            )
+        except Exception as exc:  # the learner must see the message, not a traceback
+            print(f"❌ {type(exc).__name__}: {exc}")
+            return None
+    return result
 
 
 class ProviderLab:
-    """Tasks ``p1`` … ``p7``; :meth:`run` executes a learner's SQL without ever raising."""
+    """Tasks ``p1`` … ``p8``; :meth:`run` executes a learner's SQL without ever raising."""
 
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
         from helpers.provider import Provider
@@ -108,8 +143,25 @@ class ProviderLab:
             hints=(
                 "The audit table has one row per request, with recipient and action columns.",
                 "SELECT count(*) FROM system.access.audit WHERE recipient = 'regional_store' "
-                "AND action = 'queryTable'",
+                "AND action = 'queryTable' (or, as in Databricks: WHERE action_name = "
+                "'deltaSharingQueryTable' AND request_params['recipient_name'] = 'regional_store')",
             ),
+        )
+        self.p8 = Task(
+            LAB,
+            "p8",
+            f"Create a table of your own in SQL ({OWN_TABLE}) and share it",
+            self._check_p8,
+            hints=(
+                "As in the Databricks course: CREATE CATALOG IF NOT EXISTS, USE CATALOG, CREATE SCHEMA "
+                "IF NOT EXISTS, CREATE TABLE with typed columns and a COMMENT, INSERT INTO ... VALUES, "
+                "then ALTER SHARE ... ADD TABLE.",
+                f"CREATE CATALOG IF NOT EXISTS {OWN_CATALOG}; USE CATALOG {OWN_CATALOG}; CREATE SCHEMA "
+                f"IF NOT EXISTS {OWN_SCHEMA}; USE SCHEMA {OWN_SCHEMA}; CREATE OR REPLACE TABLE "
+                "restock_plan (store_id INT, product_id INT, quantity INT) COMMENT '...'; INSERT "
+                f"INTO restock_plan VALUES (1, 1, 24), ...; ALTER SHARE {SHARE} ADD TABLE {OWN_TABLE}",
+            ),
+            points=3.0,
         )
 
     def check_all(self) -> None:
@@ -117,24 +169,10 @@ class ProviderLab:
         check_all(self)
 
     def run(self, sql: Any) -> pd.DataFrame | None:
-        """Run a learner's SQL cell: show the result, or the error, and never raise."""
-        if is_blank(sql):
-            print("⏳ not run: replace ____ with your SQL first")
-            return None
-        from helpers.exceptions import AlreadyExistsError
-
-        try:
-            return self.provider.sql(sql)
-        except AlreadyExistsError as exc:
-            print(f"❌ {type(exc).__name__}: {exc}")
-            print(
-                "   it exists already: add IF NOT EXISTS to keep it, change its comment with "
-                "COMMENT ON SHARE|RECIPIENT <name> IS '...', or DROP it and CREATE it again"
-            )
-            return None
-        except Exception as exc:  # the learner must see the message, not a traceback
-            print(f"❌ {type(exc).__name__}: {exc}")
-            return None
+        """Run a learner's SQL cell statement by statement: show the result, or the error, and never
+        raise. A statement whose object exists already is reported and the next ones still run, so a
+        cell re-run after a partial first attempt finishes the work."""
+        return run_sql(self.provider, sql)
 
     # -- the recipient's side, played by the lab ----------------------------------------------------
     def recipient_reads(self) -> pd.DataFrame | None:
@@ -231,7 +269,8 @@ class ProviderLab:
     def _check_p4(self, _sql: Any) -> None:
         expect(self._has_share(), f"create the share {SHARE} first (task p3)")
         wanted = {self.catalog.get_table(t).location for t in (PRODUCTS, INVENTORY)}
-        shared = {t.location for t in self.catalog.shared_tables(SHARE)}
+        own = {t.location for t in self.catalog.list_tables() if t.name.lower() == OWN_TABLE}
+        shared = {t.location for t in self.catalog.shared_tables(SHARE)} - own  # task p8's table
         missing = len(wanted - shared)
         if missing:
             raise CheckFailed(
@@ -289,6 +328,63 @@ class ProviderLab:
             f"{answer} is not the number of queryTable requests by {RECIPIENT}; other recipients "
             "read the share too: filter on both the recipient and the action",
         )
+
+    def _check_p8(self, _sql: Any) -> None:
+        from deltalake import DeltaTable
+
+        from helpers.exceptions import NotFoundError
+
+        catalogs = {c.name.lower() for c in self.catalog.list_catalogs()}
+        expect(
+            OWN_CATALOG in catalogs,
+            f"there is no catalog {OWN_CATALOG}; CREATE CATALOG IF NOT EXISTS {OWN_CATALOG} (SHOW "
+            "CATALOGS lists them)",
+        )
+        try:
+            info = self.catalog.get_table(OWN_TABLE)
+        except NotFoundError:
+            raise CheckFailed(
+                f"there is no table {OWN_TABLE}; USE CATALOG {OWN_CATALOG}, CREATE SCHEMA IF NOT "
+                f"EXISTS {OWN_SCHEMA}, then CREATE TABLE (SHOW TABLES IN {OWN_CATALOG}.{OWN_SCHEMA})"
+            ) from None
+        table = DeltaTable(info.location)
+        data = table.to_pyarrow_table()
+        types = {f.name: str(f.type) for f in data.schema}
+        shape_ok = (
+            {k: types.get(k) for k in OWN_COLUMNS} == OWN_COLUMNS
+            and self.catalog.is_managed(OWN_TABLE)
+            and bool((table.metadata().description or "").strip())
+        )
+        rows = data.to_pandas()
+        stores = set(self.provider.sql(f"SELECT store_id FROM {STORES}")["store_id"])
+        products = set(self.provider.sql(f"SELECT product_id FROM {PRODUCTS}")["product_id"])
+        rows_ok = (
+            shape_ok
+            and len(rows) >= 3
+            and not rows.duplicated(["store_id", "product_id"]).any()
+            and bool(
+                rows["store_id"].isin(stores).all() and rows["product_id"].isin(products).all()
+            )
+            and bool((rows["quantity"] > 0).all())
+        )
+        shared_ok = info.location in {t.location for t in self.catalog.shared_tables(SHARE)}
+        notes = []
+        if not shape_ok:
+            notes.append(
+                f"{OWN_TABLE} must be a managed table (CREATE TABLE without LOCATION) with the INT "
+                "columns store_id, product_id, quantity and a COMMENT (DESCRIBE TABLE shows it; "
+                "CREATE OR REPLACE TABLE fixes it)"
+            )
+        elif not rows_ok:
+            notes.append(
+                f"{OWN_TABLE} needs at least 3 rows, each an existing store_id and product_id (once "
+                "per pair) with a quantity above 0 (a re-run INSERT adds the rows again: CREATE OR "
+                "REPLACE TABLE first)"
+            )
+        if not shared_ok:
+            notes.append(f"{OWN_TABLE} is not in the share yet: ALTER SHARE {SHARE} ADD TABLE ...")
+        if notes:
+            raise CheckFailed("; ".join(notes), credit=(shape_ok + rows_ok + shared_ok) / 3)
 
 
 def prepare(home: str | os.PathLike[str] | None = None) -> ProviderLab:

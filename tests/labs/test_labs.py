@@ -41,6 +41,12 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
             "int(lab.provider.sql(\"SELECT count(*) FROM system.access.audit WHERE action = 'queryTable'\").iloc[0, 0])",
             "other recipients read the share too",
         ),
+        "p8": (  # the table exists (with a comment) but holds no rows and is not shared
+            "CREATE CATALOG IF NOT EXISTS store_ops; CREATE SCHEMA IF NOT EXISTS store_ops.planning; "
+            "CREATE OR REPLACE TABLE store_ops.planning.restock_plan (store_id INT, product_id INT, "
+            "quantity INT) COMMENT 'plan'",
+            "needs at least 3 rows",
+        ),
     },
     "recipient": {
         "r1": ("1", "is not the number of tables"),
@@ -63,6 +69,39 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
             "valid_from=start_version, valid_to=None, is_current=True)",
             "spans differ from the feed's history",
         ),
+    },
+    "capstone": {
+        "k1": (  # a lower-case region, and partner_east missing
+            "CREATE RECIPIENT IF NOT EXISTS partner_west PROPERTIES ('region' = 'west', 'tier' = 'gold')",
+            "differ from the task's",
+        ),
+        "k2": (  # the regions written into the view instead of current_recipient('region')
+            "CREATE OR REPLACE VIEW retail.partners.partner_customers AS SELECT customer_id, segment, "
+            "home_region, home_city, CASE WHEN current_recipient('tier') = 'gold' THEN email "
+            "ELSE '***' END AS email FROM retail.partners.contacts WHERE home_region IN ('West', 'East')",
+            "not by region names written in the view",
+        ),
+        "k3": (  # the entries are right, the grants are missing
+            "CREATE SHARE IF NOT EXISTS partner_share COMMENT 'partners';\n"
+            "ALTER SHARE partner_share ADD VIEW retail.partners.partner_customers AS crm.customers;\n"
+            "ALTER SHARE partner_share ADD TABLE retail.partners.regional_prices PARTITION "
+            "(region = CURRENT_RECIPIENT().region) AS pricing.prices WITH HISTORY",
+            "both partners need SELECT",
+        ),
+        "k4": (  # every request of partner_east, the allowed ones included
+            (
+                "ALTER RECIPIENT partner_east SET IP ACCESS LIST ('192.0.2.0/24')",
+                'int(lab.provider.sql("SELECT count(*) FROM system.access.audit '
+                "WHERE recipient = 'partner_east'\").iloc[0, 0])",
+            ),
+            "filter on the recipient and on status_code = 403",
+        ),
+        "k5": (
+            "scd2_path\nwrite_deltalake(scd2_path, delta_sharing.load_as_pandas(url), mode='overwrite')",
+            "your history needs the columns",
+        ),
+        "k6": ("scd2_path", "your history has no commit since task k5"),
+        "k7": ("('no such category', -1)", "is not the category with the highest average price"),
     },
     "mesh": {
         "m1": (
@@ -91,8 +130,25 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 
-#: tasks whose solution cell does not yet succeed after the planted wrong answer changed the state.
-NOT_YET_RECOVERABLE = {"p4", "m2"}
+#: right answers in another form or written another way, each checked after the solution cell: the
+#: Databricks-shaped audit query for p7, the capstone's answer as a one-row DataFrame.
+RIGHT_ALTERNATIVES: dict[str, dict[str, tuple[str, ...]]] = {
+    "provider": {
+        "p7": (
+            'int(lab.provider.sql("SELECT count(*) FROM system.access.audit WHERE action_name = '
+            "'deltaSharingQueryTable' AND request_params['recipient_name'] = 'regional_store'\")"
+            ".iloc[0, 0])",
+        ),
+    },
+    "capstone": {
+        "k4": (
+            "",
+            'lab.provider.sql("SELECT count(*) AS n FROM system.access.audit WHERE '
+            "request_params['recipient_name'] = 'partner_east' AND response.status_code = 403\")",
+        ),
+        "k7": ("pd.DataFrame({'category': [answer_k7[0]], 'reachable': [answer_k7[1]]})",),
+    },
+}
 
 
 def _execute(
@@ -147,6 +203,54 @@ def test_solution_passes_every_check(lab: str, lab_home: Path, tmp_path: Path) -
     tasks = expected_tasks(nb)
     assert tasks and set(statuses) == set(tasks)
     assert {t: r["status"] for t, r in statuses.items()} == dict.fromkeys(tasks, PASSED)
+    # the instructor-only checks pass on the state the solution left, and fail once it is spoiled
+    from helpers.labs.hidden import run_hidden
+
+    home = tmp_path / "home-solution"
+    assert {r["task"]: r["status"] for r in run_hidden(lab, home)} == {
+        f"hidden:{c.name}": PASSED for c in _hidden_of(lab)
+    }
+    if lab in SPOIL:
+        message = SPOIL[lab](home)
+        failed = [r for r in run_hidden(lab, home) if r["status"] == FAILED]
+        assert failed and message in failed[0]["message"], failed
+
+
+def _hidden_of(lab: str) -> list:
+    from helpers.labs.hidden import CHECKS
+
+    return [c for c in CHECKS if c.lab == lab]
+
+
+def _spoil_recipient(home: Path) -> str:
+    """Ask for a share the profile does not list (refused by the server)."""
+    import delta_sharing
+    import requests
+
+    profile = home / "profiles" / "lab2_sales_analyst.share"
+    with pytest.raises(requests.HTTPError):
+        delta_sharing.load_as_pandas(f"{profile}#operations_data_share.operations_domain.flights")
+    return "a recipient reads what its profile lists"
+
+
+def _spoil_cdf(home: Path) -> str:
+    """Remove the learner's copy: no table of the learner's own is left."""
+    import shutil
+
+    shutil.rmtree(home / "recipient-copies")
+    return "the copy must be yours"
+
+
+def _spoil_capstone(home: Path) -> str:
+    """Share the table behind the view."""
+    from helpers.provider import Provider
+
+    Provider(home).sql("ALTER SHARE partner_share ADD TABLE retail.partners.contacts AS crm.raw")
+    return "share the view, never the table behind it"
+
+
+#: lab -> a change that spoils what a hidden check verifies (returns the failure message expected).
+SPOIL = {"recipient": _spoil_recipient, "cdf": _spoil_cdf, "capstone": _spoil_capstone}
 
 
 @pytest.mark.parametrize("lab", list(LAB_FILES))
@@ -166,26 +270,66 @@ def test_untouched_exercise_reports_not_attempted(lab: str, lab_home: Path, tmp_
             assert "application/vnd.jupyter.widget-view+json" in kinds, (cell.metadata, kinds)
 
 
+def _fill(source: str, answers: str | tuple[str, ...]) -> str:
+    """``source`` with its ``____`` placeholders replaced, in order, by ``answers`` (one or several)."""
+    for answer in (answers,) if isinstance(answers, str) else answers:
+        source = source.replace("____", answer, 1)
+    return source
+
+
 def _plant(
-    exercise: Path, wrong: dict[str, tuple[str, str]], solution: Path
+    exercise: Path,
+    wrong: dict[str, tuple[str | tuple[str, ...], str]],
+    solution: Path,
+    right: dict[str, tuple[str, ...]] | None = None,
 ) -> nbformat.NotebookNode:
     """The solution notebook with, before each task cell named in ``wrong``, the exercise's cell holding
     the wrong answer. The solution cell after it repairs the state, so each wrong answer is judged on an
-    otherwise correct lab (the first verdict per task is the planted one)."""
+    otherwise correct lab (the first verdict per task is the planted one). After the solution cell of
+    each task in ``right``, the exercise's cell holding that right alternative (its verdict is the last)."""
     ex = nbformat.read(exercise, as_version=4)
     nb = nbformat.read(solution, as_version=4)
     cells = []
     for ex_cell, sol_cell in zip(ex.cells, nb.cells, strict=True):
         tags = [t for t in sol_cell.get("metadata", {}).get("tags", []) if t.startswith("task:")]
-        if tags and tags[0][5:] in wrong:
+        task = tags[0][5:] if tags else None
+        if task in wrong:
             planted = nbformat.from_dict(ex_cell)
-            planted.source = planted.source.replace("____", wrong[tags[0][5:]][0], 1)
+            planted.source = _fill(planted.source, wrong[task][0])
             planted.metadata["tags"] = ["planted"]
             planted.id = f"planted-{len(cells)}"  # cell ids must stay unique
             cells.append(planted)
         cells.append(sol_cell)
+        if right and task in right:
+            alternative = nbformat.from_dict(ex_cell)
+            # an empty part keeps the solution's text for that placeholder
+            parts = right[task]
+            sol_parts = _solution_parts(sol_cell.source)
+            filled = tuple(p or sol_parts[i] for i, p in enumerate(parts))
+            alternative.source = _fill(alternative.source, filled)
+            alternative.metadata["tags"] = ["alternative"]
+            alternative.id = f"alternative-{len(cells)}"
+            cells.append(alternative)
     nb.cells = cells
     return nb
+
+
+def _solution_parts(source: str) -> list[str]:
+    """The text of each BEGIN/END SOLUTION region of a solution cell."""
+    from helpers.labs.core import BEGIN, END, marker
+
+    parts: list[str] = []
+    current: list[str] | None = None
+    for line in source.splitlines():
+        kind = marker(line)
+        if kind == BEGIN:
+            current = []
+        elif kind == END and current is not None:
+            parts.append("\n".join(current))
+            current = None
+        elif current is not None:
+            current.append(line)
+    return parts
 
 
 def _first_statuses(nb: nbformat.NotebookNode) -> dict[str, dict[str, str]]:
@@ -198,7 +342,12 @@ def _first_statuses(nb: nbformat.NotebookNode) -> dict[str, dict[str, str]]:
 @pytest.mark.parametrize("lab", list(LAB_FILES))
 def test_planted_wrong_answers_are_caught(lab: str, lab_home: Path, tmp_path: Path) -> None:
     stem = LAB_FILES[lab]
-    planted = _plant(LABS / f"{stem}.ipynb", WRONG[lab], LABS / "solutions" / f"{stem}.ipynb")
+    planted = _plant(
+        LABS / f"{stem}.ipynb",
+        WRONG[lab],
+        LABS / "solutions" / f"{stem}.ipynb",
+        RIGHT_ALTERNATIVES.get(lab),
+    )
     path = tmp_path / "planted.ipynb"
     nbformat.write(planted, path)
     nb = _execute(path, tmp_path / "out.ipynb", tmp_path / "home-wrong")
@@ -207,10 +356,14 @@ def test_planted_wrong_answers_are_caught(lab: str, lab_home: Path, tmp_path: Pa
         assert statuses[task]["status"] == FAILED, (task, statuses[task])
         assert message in statuses[task]["message"], (task, statuses[task]["message"])
     # the solution cell after each planted answer gets out of the state the wrong answer left (p3's
-    # trap included); p4 and m2 are not yet re-runnable from a half-done state (their messages say how)
+    # trap, p4's half-added tables and m2's product without an SLA included), and every right
+    # alternative passes too
     last = {r["task"]: r["status"] for r in results_from_notebook(nb)}
-    recovers = {t for t in expected_tasks(nb) if t not in NOT_YET_RECOVERABLE}
-    assert {t: last[t] for t in recovers} == dict.fromkeys(recovers, PASSED), last
+    tasks = expected_tasks(nb)
+    assert {t: last[t] for t in tasks} == dict.fromkeys(tasks, PASSED), last
+    counts = {t: sum(r["task"] == t for r in results_from_notebook(nb)) for t in tasks}
+    for task in RIGHT_ALTERNATIVES.get(lab, {}):
+        assert counts[task] == 3, (task, counts[task])  # planted, solution, alternative
 
 
 def test_grade_prints_a_table_per_learner(lab_home: Path, tmp_path: Path) -> None:
@@ -244,11 +397,12 @@ def test_grade_prints_a_table_per_learner(lab_home: Path, tmp_path: Path) -> Non
     import pandas as pd
 
     grades = pd.read_csv(tmp_path / "grades.csv").set_index("learner")
-    assert grades.loc["ada", "passed"] == "6/6"
-    assert grades.loc["ada", "points"] == grades.loc["ada", "max_points"] == 6
-    assert grades.loc["carol", "r1 points"] == 0 and grades.loc["carol", "points"] == 0
+    assert grades.loc["ada", "passed"] == "7/7"  # 6 tasks and the hidden check
+    assert grades.loc["ada", "points"] == grades.loc["ada", "max_points"] == 7
+    assert grades.loc["ada", "hidden:h1"] == PASSED
+    assert grades.loc["carol", "r1 points"] == 0 and grades.loc["carol", "points"] == 1
     report = (learners / "feedback" / "carol.html").read_text()
-    assert "is not the number of tables" in report and "0 / 6 points" in report
+    assert "is not the number of tables" in report and "1 / 7 points" in report
     assert (grades.loc["bob", [f"r{i}" for i in range(1, 7)]] == NOT_ATTEMPTED).all()
     assert grades.loc["carol", "r1"] == FAILED
     assert "ada" in result.stdout and "carol" in result.stdout
@@ -344,7 +498,10 @@ def test_lab3_wrong_methods_fail_and_the_way_back_works(lab_home: Path, tmp_path
 def test_hidden_checks_are_not_in_learner_notebooks() -> None:
     from helpers.labs.hidden import CHECKS
 
-    assert CHECKS
+    assert {c.lab for c in CHECKS} == set(LAB_FILES), "every lab has instructor-only checks"
+    assert (LABS / "lab5_capstone.ipynb").exists() and (
+        LABS / "solutions" / "lab5_capstone.ipynb"
+    ).exists()
     for path in [*LABS.glob("*.ipynb"), *(LABS / "solutions").glob("*.ipynb")]:
         text = path.read_text()
         assert "labs.hidden" not in text and "run_hidden" not in text, path.name
@@ -374,9 +531,143 @@ def test_grade_runs_hidden_checks_and_reports_points_and_hints(
             )
     nbformat.write(dora, learners / "dora.ipynb")
     frame = grade(learners, workers=2, reports=tmp_path / "reports")
-    assert frame.loc["ada", "points"] == frame.loc["ada", "max_points"] == 9  # 7 tasks + 2 hidden
+    assert frame.loc["ada", "points"] == frame.loc["ada", "max_points"] == 12  # 10 + 2 hidden
     assert frame.loc["ada", "hidden:h1"] == frame.loc["ada", "hidden:h2"] == PASSED
     assert frame.loc["dora", "p1"] == FAILED and frame.loc["dora", "p1 points"] == 0.5
     assert frame.loc["dora", "hidden:h2"] == FAILED
     report = (tmp_path / "reports" / "dora.html").read_text()
     assert "hint 2" in report and "tells a recipient nothing" in report
+
+
+def _tagged(nb: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
+    return {
+        t[5:]: c
+        for c in nb.cells
+        for t in c.get("metadata", {}).get("tags", [])
+        if t.startswith("task:")
+    }
+
+
+#: the capstone's wrong methods: each gives plausible rows and must fail with its message.
+WRONG_METHODS_K2 = {
+    "mask decided by the region": (
+        "CREATE OR REPLACE VIEW retail.partners.partner_customers AS SELECT customer_id, segment, "
+        "home_region, home_city, CASE WHEN current_recipient('region') = 'West' THEN email ELSE '***' "
+        "END AS email FROM retail.partners.contacts WHERE home_region = current_recipient('region')",
+        "decided by current_recipient('tier')",
+    ),
+}
+WRONG_METHODS_K6 = {
+    "type 1 in place (no history kept)": (
+        "scd2_path\n"
+        "feed = delta_sharing.load_table_changes_as_pandas(url, starting_version=int("
+        "DeltaTable(scd2_path).to_pandas()['valid_from'].max()) + 1)\n"
+        "latest = feed[feed['_change_type'] != 'update_preimage'].sort_values('_commit_version')"
+        ".groupby('product_id').tail(1)\n"
+        "(DeltaTable(scd2_path).merge(latest[['product_id', 'price']], 'target.product_id = "
+        "source.product_id', source_alias='source', target_alias='target')"
+        ".when_matched_update({'price': 'source.price'}).execute())",
+        "differ from the feed's history",
+    ),
+    "the right history, overwritten": (
+        "scd2_path\n"
+        "from helpers.labs.cdf_lab import scd2\n"
+        "start = int(DeltaTable(scd2_path).to_pandas()['valid_from'].min())\n"
+        "right = scd2(delta_sharing.load_as_pandas(url, version=start), "
+        "delta_sharing.load_table_changes_as_pandas(url, starting_version=start + 1), start, "
+        "key='product_id')\n"
+        "write_deltalake(scd2_path, right, mode='overwrite', schema_mode='overwrite')",
+        "was overwritten instead of kept",
+    ),
+}
+
+
+def test_capstone_wrong_methods_fail_and_the_way_back_works(lab_home: Path, tmp_path: Path) -> None:
+    """A mask on the wrong property (half credit) and two wrong ways of keeping the type 2 history fail
+    with their messages; after each history method, the way back the message names (restart k5, the
+    provider changes again, apply the feed) passes. The right k6 cell run twice changes nothing."""
+    stem = LAB_FILES["capstone"]
+    nb = nbformat.read(LABS / "solutions" / f"{stem}.ipynb", as_version=4)
+    ex = nbformat.read(LABS / f"{stem}.ipynb", as_version=4)
+    tagged, ex_tagged = _tagged(nb), _tagged(ex)
+    provider_cell = next(c for c in nb.cells if "lab.provider_changes()" in c.source)
+    cells = []
+    for cell in nb.cells:
+        if cell is tagged["k2"]:
+            for source, _ in WRONG_METHODS_K2.values():
+                cells.append(nbformat.v4.new_code_cell(_fill(ex_tagged["k2"].source, source)))
+        if cell is tagged["k6"]:
+            for n, (source, _) in enumerate(WRONG_METHODS_K6.values()):
+                cells.append(nbformat.v4.new_code_cell(_fill(ex_tagged["k6"].source, source)))
+                for again in (tagged["k5"], provider_cell):
+                    redo = nbformat.from_dict(again)
+                    redo.id = f"redo-{n}-{len(cells)}"
+                    cells.append(redo)
+        cells.append(cell)
+        if cell is tagged["k6"]:
+            twice = nbformat.from_dict(cell)
+            twice.id = "k6-again"
+            cells.append(twice)
+    nb.cells = cells
+    path = tmp_path / "methods.ipynb"
+    nbformat.write(nb, path)
+    out = _execute(path, tmp_path / "out.ipynb", tmp_path / "home-methods")
+    results = results_from_notebook(out)
+    k2 = [r for r in results if r["task"] == "k2"]
+    ((_, message),) = WRONG_METHODS_K2.values()
+    assert k2[0]["status"] == FAILED and message in k2[0]["message"], k2[0]
+    assert k2[0]["points"] == 1.0 and k2[-1]["status"] == PASSED  # the rows were right
+    k6 = [r for r in results if r["task"] == "k6"]
+    assert len(k6) == 4, k6
+    for verdict, (name, (_, message)) in zip(k6, WRONG_METHODS_K6.items(), strict=False):
+        assert verdict["status"] == FAILED, (name, verdict)
+        assert message in verdict["message"], (name, verdict["message"])
+    assert k6[2]["status"] == k6[3]["status"] == PASSED, k6[2:]
+
+
+def test_grade_a_capstone_class(lab_home: Path, tmp_path: Path) -> None:
+    """Lab 5 graded end to end: the solution gets every point, the untouched exercise none (its hidden
+    checks fail: nothing was shared), a wrong cross-share answer loses that task's points only."""
+    learners = tmp_path / "learners"
+    learners.mkdir()
+    stem = LAB_FILES["capstone"]
+    (learners / "ada.ipynb").write_text((LABS / "solutions" / f"{stem}.ipynb").read_text())
+    (learners / "bob.ipynb").write_text((LABS / f"{stem}.ipynb").read_text())
+    eve = nbformat.read(LABS / "solutions" / f"{stem}.ipynb", as_version=4)
+    k7 = _tagged(eve)["k7"]
+    k7.source = "lab.k7.hint(1)\n" + k7.source.replace(
+        "(mount(profile))",
+        "(mount(profile))[:1] + (2000,)",  # every customer, not the reachable ones
+    )
+    nbformat.write(eve, learners / "eve.ipynb")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            "labs",
+            "grade",
+            str(learners),
+            "--csv",
+            str(tmp_path / "g.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    import pandas as pd
+
+    grades = pd.read_csv(tmp_path / "g.csv").set_index("learner")
+    tasks = [f"k{i}" for i in range(1, 8)]
+    assert grades.loc["ada", "passed"] == "9/9"  # 7 tasks and 2 hidden checks
+    assert grades.loc["ada", "points"] == grades.loc["ada", "max_points"] == 17
+    assert (grades.loc["bob", tasks] == NOT_ATTEMPTED).all() and grades.loc["bob", "points"] == 0
+    assert grades.loc["bob", "hidden:h2"] == FAILED
+    assert (
+        grades.loc["eve", "k7"] == FAILED and grades.loc["eve", "k7 points"] == 1.0
+    )  # half: the category
+    assert grades.loc["eve", "points"] == 16
+    report = (learners / "feedback" / "eve.html").read_text()
+    assert "is not the number of customers you can e-mail" in report and "hint 1" in report

@@ -68,11 +68,132 @@ def _mesh_governance_intact(home: str | os.PathLike[str]) -> None:
     )
 
 
+def _recipient_read_only_what_was_shared(home: str | os.PathLike[str]) -> None:
+    audit = _settled_audit(home)
+    mine = audit[audit["recipient"].str.lower() == "lab_sales_analyst"]
+    expect(len(mine) > 0, "the server logged no request of your profile: was the lab run?")
+    refused = mine[mine["status_code"].fillna(200) >= 400]
+    expect(
+        refused.empty,
+        f"{len(refused)} of your requests were refused ({', '.join(sorted(set(refused['action'])))}): "
+        "a recipient reads what its profile lists (SharingClient(profile).list_all_tables()), "
+        "not names it guesses",
+    )
+
+
+def _settled_audit(home: str | os.PathLike[str], wait: float = 3.0) -> Any:
+    """The audit once the server's batched writer has caught up (no new row for a moment)."""
+    import time
+
+    from helpers.catalog import open_catalog
+
+    catalog = open_catalog(home)
+    deadline = time.monotonic() + wait
+    frame = catalog.audit_frame()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        again = catalog.audit_frame()
+        if len(again) == len(frame):
+            return again
+        frame = again
+    return frame
+
+
+def _cdf_copy_is_own(home: str | os.PathLike[str]) -> None:
+    """The SCD1 copy is a Delta table of the learner's (not the provider's table, nor a view's cache)
+    whose history holds a merge, and which equals the provider's current table."""
+    from pathlib import Path
+
+    from deltalake import DeltaTable
+
+    from helpers.catalog import open_catalog
+    from helpers.labs import cdf_lab as c
+
+    catalog = open_catalog(home)
+    registered = {Path(t.location).resolve() for t in catalog.list_tables()}
+    provider = DeltaTable(catalog.get_table(c.TABLE).location).to_pandas()
+    root = Path(home)
+    own = [
+        log.parent
+        for log in root.rglob("_delta_log")
+        if log.parent.resolve() not in registered
+        and not {"data", "managed", "views"} & set(log.relative_to(root).parts[:1])
+    ]
+    merged = [
+        p
+        for p in own
+        if any(h.get("operation") == "MERGE" for h in DeltaTable(str(p)).history())
+        and len(DeltaTable(str(p)).to_pandas()) == len(provider)
+    ]
+    expect(
+        bool(merged),
+        "no Delta table of your own (outside the provider's tables) was kept up to date with a "
+        "merge: the copy must be yours, maintained from the change feed, not the provider's table",
+    )
+
+
+def _capstone_contacts_not_shared(home: str | os.PathLike[str]) -> None:
+    from helpers.catalog import open_catalog
+    from helpers.labs import capstone_lab as k
+
+    catalog = open_catalog(home)
+    if not any(s.name.lower() == k.SHARE for s in catalog.list_shares()):
+        raise CheckFailed(f"there is no share {k.SHARE} to look at")
+    location = catalog.get_table(k.CONTACTS).location
+    leaks = [
+        s.name
+        for s in catalog.list_shares()
+        if any(t.location == location for t in catalog.shared_tables(s.name))
+    ]
+    expect(
+        not leaks,
+        f"{k.CONTACTS} itself (every region, unmasked e-mails) is in share(s) {leaks}: share the "
+        "view, never the table behind it",
+    )
+
+
+def _capstone_no_oversharing(home: str | os.PathLike[str]) -> None:
+    from helpers.catalog import open_catalog
+    from helpers.labs import capstone_lab as k
+
+    catalog = open_catalog(home)
+    if not any(s.name.lower() == k.SHARE for s in catalog.list_shares()):
+        raise CheckFailed(f"there is no share {k.SHARE} to look at")
+    extra = sorted(
+        {g.recipient.lower() for g in catalog.grants_on_share(k.SHARE)} - set(k.PARTNERS)
+    )
+    expect(not extra, f"{k.SHARE} is also granted to {extra}, whom no task asked for")
+
+
 CHECKS: tuple[HiddenCheck, ...] = (
     HiddenCheck("provider", "h1", "No one else holds the share", 1.0, _provider_no_oversharing),
     HiddenCheck("provider", "h2", "The share's comment describes it", 1.0, _provider_real_comment),
     HiddenCheck(
+        "recipient",
+        "h1",
+        "Only what the profile lists was requested",
+        1.0,
+        _recipient_read_only_what_was_shared,
+    ),
+    HiddenCheck(
+        "cdf", "h1", "The copy is the learner's own, kept by a merge", 1.0, _cdf_copy_is_own
+    ),
+    HiddenCheck(
         "mesh", "h1", "Governance left as the platform team set it", 1.0, _mesh_governance_intact
+    ),
+    HiddenCheck(
+        "capstone",
+        "h1",
+        "The personal-data table stays behind its view",
+        1.0,
+        _capstone_contacts_not_shared,
+    ),
+    HiddenCheck(
+        "capstone",
+        "h2",
+        "Only the two partners hold the partner share",
+        1.0,
+        _capstone_no_oversharing,
     ),
 )
 
