@@ -111,7 +111,7 @@ def test_delta_metadata_timestamps_partitions_cdf(airline: dict) -> None:
         adds = [json.loads(line)["add"] for line in log.splitlines() if '"add"' in line]
         assert adds and all(json.loads(a["stats"])["minValues"] for a in adds)
     parts = {s.name: s.partition_by for s in dataset_tables("airline") if s.partition_by}
-    assert parts == {"flights": ("flight_date",), "bookings": ("booking_month",)}
+    assert parts == {"flights": ("flight_month",), "bookings": ("booking_month",)}
     cdf = {s.name for s in dataset_tables("airline") if s.cdf}
     assert {"flights", "bookings", "customers"} <= cdf
     assert airline["tables"]["flights"].schema.field("scheduled_departure").type == pa.timestamp(
@@ -314,7 +314,8 @@ def test_flights_follow_their_routes_aircraft_range_and_service_days(airline: di
         "OR a.range_km < r.distance_km "
         "OR date_diff('minute', f.scheduled_departure, f.scheduled_arrival) <> r.flight_duration_minutes "
         "OR substr(r.service_days, isodow(f.scheduled_departure)::INT, 1) <> '1' "
-        "OR f.flight_date <> CAST(f.scheduled_departure AS DATE)",
+        "OR f.flight_date <> CAST(f.scheduled_departure AS DATE) "
+        "OR f.flight_month <> strftime(f.flight_date, '%Y-%m')",
     )
     assert bad == 0
     lo, hi = q(airline, "SELECT min(flight_date), max(flight_date) FROM flights")[0]
@@ -333,6 +334,21 @@ def test_short_window_still_respects_service_days(tmp_path: Path) -> None:
         "WHERE substr(r.service_days, isodow(f.scheduled_departure)::INT, 1) <> '1'"
     ).fetchone()[0]
     assert bad == 0
+
+
+def test_flights_are_partitioned_by_month_one_file_a_month(tmp_path: Path) -> None:
+    """``flight_month`` (``'YYYY-MM'``), not the day, is the partition: 40 days over January and
+    February are two files (a file a day was 40 small files, ~11 HTTP requests each for the client)."""
+    summary = generate("airline", tmp_path, days=40, progress=False, register=False)
+    dt = DeltaTable(str(summary.location / "shared_airline" / "flights"))
+    assert list(dt.metadata().partition_columns) == ["flight_month"]
+    assert len(dt.file_uris()) == 2
+    con = duckdb.connect()
+    con.register("flights", dt.to_pyarrow_table())
+    assert con.execute(
+        "SELECT count(*) FILTER (WHERE flight_month <> strftime(flight_date, '%Y-%m')), "
+        "list(DISTINCT flight_month ORDER BY flight_month), count(DISTINCT flight_date) FROM flights"
+    ).fetchall()[0] == (0, ["2025-01", "2025-02"], 40)
 
 
 def test_daily_revenue_is_an_exact_aggregate_of_bookings(airline: dict) -> None:

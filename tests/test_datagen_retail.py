@@ -93,11 +93,32 @@ def test_storage_types_partitions_and_cdf(retail: dict) -> None:
         ("inventory_snapshots", "snapshot_ts"),
     ]:
         assert t[name].schema.field(col).type == pa.timestamp("us", tz="UTC")
-    assert {s.name for s in dataset_tables("retail") if s.partition_by} == {
-        "orders",
-        "order_items",
-        "inventory_snapshots",
+    assert {s.name: s.partition_by for s in dataset_tables("retail") if s.partition_by} == {
+        "orders": ("order_month",),
+        "order_items": ("order_month",),
+        "inventory_snapshots": ("snapshot_month",),
     }
+
+
+def test_month_partitions_follow_the_dates_one_file_a_month(tmp_path: Path) -> None:
+    """Partitioned by ``'YYYY-MM'`` months (not days): a window over two months is two files a table."""
+    summary = generate(
+        "retail", tmp_path, days=10, start_date=date(2025, 1, 27), progress=False, register=False
+    )
+    con = duckdb.connect()
+    for table, day, month in [
+        ("orders", "order_date", "order_month"),
+        ("order_items", "order_date", "order_month"),
+        ("inventory_snapshots", "snapshot_date", "snapshot_month"),
+    ]:
+        dt = DeltaTable(str(summary.location / "sales" / table))
+        assert list(dt.metadata().partition_columns) == [month]
+        assert len(dt.file_uris()) == 2, table  # January and February, whatever the days
+        con.register(table, dt.to_pyarrow_table())
+        assert con.execute(
+            f"SELECT count(*) FILTER (WHERE {month} <> strftime({day}, '%Y-%m')), "
+            f"list(DISTINCT {month} ORDER BY {month}) FROM {table}"
+        ).fetchall()[0] == (0, ["2025-01", "2025-02"]), table
 
 
 def test_keys_and_foreign_keys(retail: dict) -> None:
@@ -330,7 +351,7 @@ def test_streamed_table_written_in_several_commits_has_the_same_rows(
     dt = DeltaTable(str(summary.location / "sales" / "inventory_snapshots"))
     assert dt.version() == -(-DAYS // 3) - 1
     assert dt.metadata().configuration.get("delta.enableChangeDataFeed") == "true"
-    assert list(dt.metadata().partition_columns) == ["snapshot_date"]
+    assert list(dt.metadata().partition_columns) == ["snapshot_month"]
     assert sorted_table(dt.to_pyarrow_table()).equals(
         sorted_table(retail["tables"]["inventory_snapshots"])
     )

@@ -1,8 +1,9 @@
 """The retail dataset (seed 003's seven tables), seeded, vectorised and free of wall-clock time.
 
 Catalog ``retail``, schema ``sales``: ``stores``, ``products``, ``customers``, ``promotions``,
-``orders``, ``order_items``, ``inventory_snapshots``. Columns are seed 003's, plus ``order_date`` on
-orders and order items and ``snapshot_date`` on inventory snapshots (the partition columns).
+``orders``, ``order_items``, ``inventory_snapshots``. Columns are seed 003's, plus ``order_date`` and
+``order_month`` on orders and order items and ``snapshot_date`` and ``snapshot_month`` on inventory
+snapshots; the ``'YYYY-MM'`` month columns are the partition columns (a file per month, not per day).
 
 Distributions follow the seed: orders arrive with a diurnal rhythm (peaks near 12:00 and 18:00,
 0.6-1.4x) and 15% more at weekends; stores have a popularity bias; products are picked with a
@@ -36,6 +37,7 @@ from helpers.datagen.common import (
     date_array,
     id_strings,
     money,
+    month_strings,
     position_in_group,
     rng_for,
     take_str,
@@ -71,9 +73,9 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(SCHEMA, "products", cdf=True),
     TableSpec(SCHEMA, "customers", cdf=True),
     TableSpec(SCHEMA, "promotions", cdf=True),
-    TableSpec(SCHEMA, "orders", partition_by=("order_date",), cdf=True),
-    TableSpec(SCHEMA, "order_items", partition_by=("order_date",), cdf=True),
-    TableSpec(SCHEMA, "inventory_snapshots", partition_by=("snapshot_date",), cdf=True),
+    TableSpec(SCHEMA, "orders", partition_by=("order_month",), cdf=True),
+    TableSpec(SCHEMA, "order_items", partition_by=("order_month",), cdf=True),
+    TableSpec(SCHEMA, "inventory_snapshots", partition_by=("snapshot_month",), cdf=True),
 )
 _SPEC = {t.name: t for t in TABLES}
 
@@ -381,6 +383,7 @@ def _orders(
             "payment_type": take_str(PAYMENT_TYPES, o_pay),
             "discount_pct": pa.array(disc),
             "order_date": date_array(o_day),
+            "order_month": month_strings(o_day),
         },
     )
     return table, _Orders(ts=o_ts, day=o_day, store=o_store, discount=disc, ids=o_ids)
@@ -432,6 +435,7 @@ def _order_items(
             "unit_price": money(unit_cents),
             "extended_price": money(unit_cents * qty),
             "order_date": date_array(it_day),
+            "order_month": month_strings(it_day),
         },
     )
     # a sale between 06:00 on day d and 06:00 on day d+1 lowers the d+1 snapshot
@@ -466,6 +470,7 @@ INVENTORY_SCHEMA = pa.schema(
         ("safety_stock", pa.int32()),
         ("reorder_qty", pa.int32()),
         ("snapshot_date", pa.date32()),
+        ("snapshot_month", pa.string()),
     ]
 )
 
@@ -505,6 +510,7 @@ def _inventory_batches(
                 pa.array(safety),
                 pa.array(reorder),
                 pa.repeat(pa.scalar(day, pa.int32()).cast(pa.date32()), n),
+                pa.repeat(pa.scalar(month_strings(np.array([day]))[0].as_py()), n),
             ],
             schema=INVENTORY_SCHEMA,
         )

@@ -11,7 +11,9 @@ Catalog ``airline``; three schemas, one per data domain:
   ``daily_operations_metrics`` and the derived ``fleet_status`` (one row per aircraft).
 
 Columns are seed 000's, plus a few that make the aggregates verifiable (``flights.flight_date``,
-``bookings.ancillary_amount``, ``bookings.booking_month``, ``ground_handling.issue_reported``).
+``bookings.ancillary_amount``, ``ground_handling.issue_reported``) and the partition columns
+``flights.flight_month`` and ``bookings.booking_month`` (``'YYYY-MM'``: a file per month, not per day,
+so the official client fetches a few files, not one per day).
 
 Rules a recipient can check (the tests check every one of them):
 

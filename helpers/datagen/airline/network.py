@@ -31,6 +31,7 @@ from helpers.datagen.common import (
     concat,
     date_array,
     haversine_km,
+    month_strings,
     take_str,
     ts_array,
     weighted_choice,
@@ -291,6 +292,7 @@ def build_flights(
             "created_date": date_array(created_day),
             "route_id": pa.array(fl_route + 1),
             "flight_date": date_array(fl_day),
+            "flight_month": month_strings(fl_day),
         },
     )
     return table, Flights(

@@ -50,7 +50,7 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(SHARED, "airports", cdf=True),
     TableSpec(SHARED, "aircraft", cdf=True),
     TableSpec(SHARED, "routes", cdf=True),
-    TableSpec(SHARED, "flights", partition_by=("flight_date",), cdf=True),
+    TableSpec(SHARED, "flights", partition_by=("flight_month",), cdf=True),
     TableSpec(SALES, "customers", cdf=True),
     TableSpec(SALES, "bookings", partition_by=("booking_month",), cdf=True),
     TableSpec(SALES, "marketing_campaigns", cdf=True),
