@@ -1,5 +1,5 @@
 # sharelab: one command to set up and run the offline Delta Sharing teaching lab (PowerShell twin of run-demo.sh).
-# Usage: ./run-demo.ps1 [open|batch|test|stop|status|--help] [options]
+# Usage: ./run-demo.ps1 [open|batch|test|stop|status|reset NAME|--help] [options]
 # Works with Windows PowerShell 5.1 and PowerShell 7 on Windows, macOS and Linux.
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version Latest
@@ -21,7 +21,10 @@ Commands:
                   Docker or podman engine is available (--local forces the virtual
                   environment), otherwise in .venv/. Starts the provider server and
                   JupyterLab on 127.0.0.1 with token auth and prints the URL.
-                  --lan publishes on every interface (workshop mode, instructor only).
+                  --lan: workshop mode (instructor only): the provider listens on every
+                  interface over HTTPS (a lab CA made once per lab home; its SHA-256
+                  fingerprint is printed for attendees to check; SHARELAB_TLS=0 for plain
+                  HTTP); JupyterLab stays on 127.0.0.1.
   batch           Execute every notebook and lab solution in order with papermill and
                   write the executed notebooks plus summary.html to runs/<timestamp>/.
                   Options are passed on: -p NAME VALUE (e.g. -p scale medium -p seed 7),
@@ -29,7 +32,11 @@ Commands:
   test            Create .venv/ if missing and run the whole test suite (pytest args
                   may follow, e.g. ./run-demo.ps1 test -k catalog).
   stop            Stop the provider server and JupyterLab (or the containers).
-  status          Show what is running.
+  status          Show what is running: the lab's containers and the local processes.
+  reset NAME      Restore your copy of a notebook or lab exercise as shipped, e.g.
+                  ./run-demo.ps1 reset lab1 (or 03). You work on copies in ./work/
+                  (SHARELAB_WORK), made on the first start; the originals are never edited.
+                  When the container lab runs, the copy in its work volume is restored.
   --help          This text.
 
 Environment: SHARELAB_HOME (default: ./lab-home) holds the catalog, the Delta tables,
@@ -110,13 +117,39 @@ function Invoke-DockerLab {
     return $true
 }
 
+# docker/lab.sh ACTION ENGINE ARGS... when bash is at hand; returns its exit code (-1: no bash).
+function Invoke-LabSh {
+    param([string]$Engine, [string[]]$Arguments)
+    $labSh = Join-Path $Root 'docker/lab.sh'
+    if (-not (Test-Path $labSh) -or -not (Get-Command bash -ErrorAction SilentlyContinue)) { return -1 }
+    & bash $labSh @Arguments $Engine | Out-Host
+    return $LASTEXITCODE
+}
+
+# Workshop mode (--lan): only the provider listens on every interface, over HTTPS with the lab
+# home's CA (SHARELAB_TLS=0: plain HTTP); the instructor's JupyterLab stays on 127.0.0.1.
 function Open-Local {
     param([switch]$Lan)
     Initialize-Venv
-    $hostAddr = '127.0.0.1'
-    if ($Lan) { $hostAddr = '0.0.0.0' }
-    Invoke-Checked $Py @('-m', 'helpers', 'start', '--host', $hostAddr)
-    Invoke-Checked $Py @('-m', 'helpers', 'jupyter', 'start', '--host', $hostAddr, '--notebook-dir', $Root)
+    $startArgs = @('-m', 'helpers', 'start', '--host', '127.0.0.1')
+    if ($Lan) {
+        $startArgs = @('-m', 'helpers', 'start', '--host', '0.0.0.0')
+        $scheme = 'https'
+        if ($env:SHARELAB_TLS -eq '0') { $scheme = 'http' } else { $startArgs += '--tls' }
+        $port = if ($env:SHARELAB_PORT) { $env:SHARELAB_PORT } else { '8080' }
+        $ip = ''
+        try {
+            $ip = [System.Net.Dns]::GetHostAddresses([System.Net.Dns]::GetHostName()) |
+                Where-Object { $_.AddressFamily -eq 'InterNetwork' -and -not [System.Net.IPAddress]::IsLoopback($_) } |
+                Select-Object -First 1 | ForEach-Object { $_.ToString() }
+        } catch { $ip = '' }
+        if ($ip) { $startArgs += @('--public-url', "${scheme}://${ip}:$port") }
+    }
+    if ($env:SHARELAB_PORT) { $startArgs += @('--port', $env:SHARELAB_PORT) }
+    Invoke-Checked $Py $startArgs
+    $jupyterArgs = @('-m', 'helpers', 'jupyter', 'start', '--host', '127.0.0.1')
+    if ($env:JUPYTER_PORT) { $jupyterArgs += @('--port', $env:JUPYTER_PORT) }
+    Invoke-Checked $Py $jupyterArgs
 }
 
 $cmd = 'open'
@@ -158,10 +191,30 @@ switch -Exact ($cmd) {
         exit 0
     }
     'status' {
+        $eng = Get-Engine
+        if ($eng) {
+            Write-Host "Containers (${eng}):"
+            [void](Invoke-LabSh -Engine $eng -Arguments @('status'))
+        }
         Initialize-Venv
+        Write-Host 'Local processes:'
         & $Py -m helpers status
         & $Py -m helpers jupyter status
         exit 0
+    }
+    'reset' {
+        if ($rest.Count -lt 1) {
+            [Console]::Error.WriteLine('error: name the copy to restore, e.g. ./run-demo.ps1 reset lab1')
+            exit 2
+        }
+        # the container route: the copies are in the lab container's work volume
+        $eng = Get-Engine
+        if ($eng -and ((Invoke-LabSh -Engine $eng -Arguments @('running')) -eq 0)) {
+            exit (Invoke-LabSh -Engine $eng -Arguments (@('reset') + $rest))
+        }
+        Initialize-Venv
+        & $Py -m helpers jupyter reset @rest
+        exit $LASTEXITCODE
     }
     default {
         [Console]::Error.WriteLine("error: unknown command '$cmd'")

@@ -23,11 +23,13 @@ Commands:
                   interface over HTTPS (a lab CA made once per lab home; its SHA-256
                   fingerprint is printed for attendees to check; SHARELAB_TLS=0 for plain
                   HTTP); JupyterLab stays on 127.0.0.1.
-  workshop        The hub route (root): the provider over TLS on every interface, JupyterLab
-                  on 127.0.0.1 and a JupyterHub over TLS on HUB_PORT (default 8000) with one
-                  OS user and JupyterLab per attendee (idle servers culled after an hour;
-                  options of `sharelab workshop hub start` may follow). Then
-                  `sharelab workshop hub add NAME...` prints each attendee's join code.
+  workshop        The hub route (root): the provider over TLS on every interface, a
+                  JupyterHub over TLS on HUB_PORT (default 8000) with one OS user and
+                  JupyterLab per attendee (idle servers culled after an hour; options of
+                  `sharelab workshop hub start` may follow), and the instructor's JupyterLab
+                  on a root-only unix socket, no TCP port (it prints the ssh -L line that
+                  reaches it). Then `sharelab workshop hub add NAME...` prints each
+                  attendee's join code; `sharelab workshop grade` grades their labs in place.
   batch           Execute every notebook and lab solution in order with papermill and
                   write the executed notebooks plus summary.html to runs/<timestamp>/.
                   Options are passed on: -p NAME VALUE (e.g. -p scale medium -p seed 7),
@@ -41,6 +43,7 @@ Commands:
   reset NAME      Restore your copy of a notebook or lab exercise as shipped, e.g.
                   ./run-demo.sh reset lab1 (or 03). You work on copies in ./work/
                   (SHARELAB_WORK), made on the first start; the originals are never edited.
+                  When the container lab runs, the copy in its work volume is restored.
   --help          This text.
 
 Environment: SHARELAB_HOME (default: ./lab-home) holds the catalog, the Delta tables,
@@ -158,14 +161,17 @@ case "$cmd" in
     LAN="$LAN" open_local
     ;;
   workshop)
-    # the hub route: provider over TLS on every interface, the instructor's JupyterLab on 127.0.0.1,
-    # and a JupyterHub (one OS user and JupyterLab per attendee); needs root to make the OS users
+    # the hub route: provider over TLS on every interface, a JupyterHub (one OS user and JupyterLab per
+    # attendee; needs root to make the OS users), and the instructor's JupyterLab on a root-only unix
+    # socket (no TCP port, so no attendee process on this machine can reach it; reach it through ssh -L)
     if [[ "$(id -u)" != 0 ]]; then echo "error: ./run-demo.sh workshop makes OS users: run it as root" >&2; exit 1; fi
     ensure_venv
     ensure_hub
-    LAN=1 open_local
     ip="$(hostname -I 2>/dev/null | awk '{print $1}')"
+    "$PY" -m helpers start --host 0.0.0.0 ${SHARELAB_PORT:+--port "$SHARELAB_PORT"} \
+      ${ip:+--public-url "https://$ip:${SHARELAB_PORT:-8080}"} --tls
     "$PY" -m helpers workshop hub start --port "${HUB_PORT:-8000}" ${ip:+--public-host "$ip"} "$@"
+    "$PY" -m helpers workshop hub lab
     echo "==> add attendees: $PY -m helpers workshop hub add NAME... (or --csv roster.csv); board: $PY -m helpers workshop board"
     ;;
   batch)
@@ -203,6 +209,11 @@ case "$cmd" in
     ;;
   reset)
     [[ $# -ge 1 ]] || { echo "error: name the copy to restore, e.g. ./run-demo.sh reset lab1" >&2; exit 2; }
+    # the container route: the copies are in the lab container's work volume
+    eng="$(engine)"
+    if [[ -n "$eng" && -x "$ROOT/docker/lab.sh" ]] && "$ROOT/docker/lab.sh" running "$eng"; then
+      exec "$ROOT/docker/lab.sh" reset "$eng" "$@"
+    fi
     ensure_venv
     "$PY" -m helpers jupyter reset "$@"
     ;;

@@ -9,16 +9,23 @@
 #   down     stop and remove the containers (the volumes stay; down --volumes drops them too)
 #   status   show the containers and their health
 #   url      print the JupyterLab URL of the running lab
+#   reset NAME...  restore your copy of a notebook or lab exercise in the running lab as shipped
+#            (e.g. reset lab1, reset 03): `sharelab jupyter reset` in the lab container
+#   running  exit 0 when the lab container runs (run-demo.sh picks the route with it)
 #   engine ENGINE ARGS...   run the engine with the settings this script uses (e.g. ps -a)
 #
 # Environment:
-#   LAN=1              publish on every interface (workshop mode) instead of 127.0.0.1; the
-#                      provider's public URL becomes http://<this machine's LAN address>:PORT
+#   LAN=1              workshop mode: the provider is published on every interface, over HTTPS
+#                      (a lab CA made once in the lab-home volume; its SHA-256 fingerprint is
+#                      printed for attendees to check) at https://<this machine's LAN address>:PORT;
+#                      plain HTTP is not served. JupyterLab stays on 127.0.0.1.
+#   SHARELAB_TLS=0     workshop mode over plain HTTP (not recommended: tokens cross the network in clear)
+#   SHARELAB_NO_REBUILD=1  start the image at hand even when the sources are newer (no rebuild)
 #   SHARELAB_PORT      host port of the provider (default 8080)
 #   JUPYTER_PORT       host port of JupyterLab (default 8888)
 #   JUPYTER_TOKEN      JupyterLab token (default: a new random one at each `up`)
 #   SHARELAB_PUBLIC_URL  the provider URL written into profiles (default http://provider:8080,
-#                      or the LAN address in workshop mode)
+#                      or https://<LAN address>:PORT in workshop mode)
 #   SHARELAB_IMAGE     image name (default localhost/sharelab:latest)
 #   SHARELAB_NAME      prefix of the pod, containers and volumes (default sharelab)
 #   BASE_IMAGE         base image for the build (default: localhost/sharelab-base:bookworm when
@@ -55,11 +62,13 @@ if [[ "$cmd" == engine ]]; then  # engine ENGINE ARGS...: the engine with this s
   ENGINE_ARGS=("$@")
   set --
 fi
+RESET_NAMES=()
 for a in "$@"; do
   case "$a" in
     docker|podman) ENGINE="$a" ;;
     --volumes|-v) DOWN_VOLUMES=1 ;;
-    *) die "unknown argument '$a' (see docker/lab.sh --help)" ;;
+    *) [[ "$cmd" == reset ]] || die "unknown argument '$a' (see docker/lab.sh --help)"
+       RESET_NAMES+=("$a") ;;
   esac
 done
 case "$cmd" in
@@ -175,6 +184,7 @@ build() {
 
 ensure_image() {
   if ! image_exists "$IMAGE"; then build; return; fi
+  [[ "${SHARELAB_NO_REBUILD:-0}" == 1 ]] && return 0
   local have want
   have="$(eng image inspect --format "{{ index .Config.Labels \"$SOURCE_LABEL\" }}" "$IMAGE" 2>/dev/null || true)"
   want="$(source_hash)"
@@ -200,12 +210,31 @@ container_token() {
     | sed -n 's/^JUPYTER_TOKEN=//p' | head -1
 }
 
+# JupyterLab is on 127.0.0.1 in every mode (workshop mode publishes only the provider).
 print_url() {
-  local token host=127.0.0.1
+  local token
   token="$(container_token)"
   [[ -n "$token" ]] || die "the lab container $NAME-lab is not running; start it: docker/lab.sh up"
-  [[ "${LAN:-0}" == 1 ]] && host="$(lan_address)"
-  echo "JupyterLab: http://$host:$LAB_PORT/lab?token=$token"
+  echo "JupyterLab: http://127.0.0.1:$LAB_PORT/lab?token=$token"
+}
+
+lab_running() {
+  [[ "$(eng inspect --format '{{.State.Status}}' "$NAME-lab" 2>/dev/null || true)" == running ]]
+}
+
+# The learner's copies live in the work volume: restore one in the running lab container.
+reset_copy() {
+  [[ ${#RESET_NAMES[@]} -gt 0 ]] || die "name the copy to restore, e.g. docker/lab.sh reset lab1"
+  lab_running || die "the lab container $NAME-lab is not running; start it: ./run-demo.sh (or docker/lab.sh up)"
+  eng_quiet exec "$NAME-lab" sharelab jupyter reset "${RESET_NAMES[@]}"
+}
+
+# The lab CA's fingerprint, for the instructor to read out (workshop mode over TLS).
+print_fingerprint() {
+  local line
+  line="$(eng exec "$1" sharelab status 2>/dev/null | grep -m1 'fingerprint' || true)"
+  [[ -n "$line" ]] && echo "$line (attendees check it before trusting the lab CA)"
+  return 0
 }
 
 # Wait until a container's healthcheck passes; show its log and fail when it exits or stalls.
@@ -229,14 +258,22 @@ wait_healthy() {
 }
 
 up() {
-  local bind=127.0.0.1 public="${SHARELAB_PUBLIC_URL:-}"
+  local bind=127.0.0.1 public="${SHARELAB_PUBLIC_URL:-}" tls=0 scheme=http
   if [[ "${LAN:-0}" == 1 ]]; then
     bind=0.0.0.0
-    [[ -z "$public" ]] && public="http://$(lan_address):$PROVIDER_PORT"
-    echo "warning: workshop mode: the provider and JupyterLab are published on every interface;" \
-         "anyone on this network who has the token can use the lab" >&2
+    if [[ "${SHARELAB_TLS:-1}" != 0 ]]; then tls=1; scheme=https; fi
+    [[ -z "$public" ]] && public="$scheme://$(lan_address):$PROVIDER_PORT"
+    if [[ "$tls" == 1 ]]; then
+      echo "note: workshop mode: the provider is published on every interface over HTTPS only;" \
+           "JupyterLab stays on 127.0.0.1" >&2
+    else
+      echo "warning: workshop mode with SHARELAB_TLS=0: the provider serves plain HTTP on every" \
+           "interface (tokens and links cross the network in clear); JupyterLab stays on 127.0.0.1" >&2
+    fi
   fi
   public="${public:-http://provider:8080}"
+  local provider_url="http://127.0.0.1:$PROVIDER_PORT"
+  [[ "$tls" == 1 ]] && provider_url="https://127.0.0.1:$PROVIDER_PORT"
   export JUPYTER_TOKEN="${JUPYTER_TOKEN:-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
   ensure_image
 
@@ -244,14 +281,16 @@ up() {
     local compose=(docker compose)
     docker compose version >/dev/null 2>&1 || compose=(docker-compose)
     command -v "${compose[0]}" >/dev/null 2>&1 || die "docker compose is missing; install the compose plugin"
-    SHARELAB_BIND="$bind" SHARELAB_PUBLIC_URL="$public" SHARELAB_IMAGE="$IMAGE" \
+    SHARELAB_NAME="$NAME" SHARELAB_BIND="$bind" SHARELAB_PUBLIC_URL="$public" SHARELAB_IMAGE="$IMAGE" SHARELAB_TLS="$tls" \
       SHARELAB_PORT="$PROVIDER_PORT" JUPYTER_PORT="$LAB_PORT" \
       "${compose[@]}" -f "$HERE/compose.yaml" -p "$NAME" up -d --no-build
     NAME_PROVIDER="$("${compose[@]}" -f "$HERE/compose.yaml" -p "$NAME" ps -q provider)"
     NAME_LAB="$("${compose[@]}" -f "$HERE/compose.yaml" -p "$NAME" ps -q lab)"
     wait_healthy "$NAME_PROVIDER"
     wait_healthy "$NAME_LAB"
-    echo "JupyterLab: http://$([[ $bind == 0.0.0.0 ]] && lan_address || echo 127.0.0.1):$LAB_PORT/lab?token=$JUPYTER_TOKEN"
+    say "provider: $provider_url (profiles: $public)"
+    [[ "$tls" == 1 ]] && print_fingerprint "$NAME_PROVIDER"
+    echo "JupyterLab: http://127.0.0.1:$LAB_PORT/lab?token=$JUPYTER_TOKEN"
     return
   fi
 
@@ -270,28 +309,30 @@ up() {
     eng volume exists "$v" || eng volume create "$v" >/dev/null
   done
   # Loopback (default): a pod network with the two ports published on 127.0.0.1. Workshop mode:
-  # the host's network, so the services listen on every interface at the host ports and the lab
-  # reaches the provider at the same LAN address as the attendees (a container usually cannot
-  # reach its own host's published ports through the LAN address).
+  # the host's network, so the provider listens on every interface at the host port and the lab
+  # reaches it at the same LAN address as the attendees (a container usually cannot reach its own
+  # host's published ports through the LAN address); JupyterLab listens on 127.0.0.1 only.
   local net=() ports=(-e "SHARELAB_PORT=8080" -e "JUPYTER_PORT=8888")
+  local mode=(-e "SHARELAB_BIND=$bind" -e "SHARELAB_TLS=$tls")
   if [[ "$bind" == 0.0.0.0 ]]; then
     net=(--network host)
-    ports=(-e "SHARELAB_PORT=$PROVIDER_PORT" -e "JUPYTER_PORT=$LAB_PORT")
+    ports=(-e "SHARELAB_PORT=$PROVIDER_PORT" -e "JUPYTER_PORT=$LAB_PORT" -e "JUPYTER_IP=127.0.0.1")
   else
     net=(-p "$bind:$PROVIDER_PORT:8080" -p "$bind:$LAB_PORT:8888")
   fi
-  say "starting pod $NAME (provider on $bind:$PROVIDER_PORT, JupyterLab on $bind:$LAB_PORT)"
+  say "starting pod $NAME (provider on $bind:$PROVIDER_PORT, JupyterLab on 127.0.0.1:$LAB_PORT)"
   eng pod create --name "$NAME" --share net,ipc,uts,pid --add-host provider:127.0.0.1 \
     "${net[@]}" >/dev/null
-  eng_quiet run -d --pod "$NAME" --name "$NAME-provider" "${ports[@]}" \
+  eng_quiet run -d --pod "$NAME" --name "$NAME-provider" "${ports[@]}" "${mode[@]}" \
     -v "$NAME-home:/lab-home" -e "SHARELAB_PUBLIC_URL=$public" "$IMAGE" provider >/dev/null
   wait_healthy "$NAME-provider"
-  eng_quiet run -d --pod "$NAME" --name "$NAME-lab" "${ports[@]}" \
+  eng_quiet run -d --pod "$NAME" --name "$NAME-lab" "${ports[@]}" "${mode[@]}" \
     -v "$NAME-home:/lab-home" -v "$NAME-work:/home/lab/work" \
     -e JUPYTER_TOKEN -e "JUPYTER_HOST_PORT=$LAB_PORT" -e "SHARELAB_PUBLIC_URL=$public" \
     "$IMAGE" lab >/dev/null
   wait_healthy "$NAME-lab"
-  say "provider: http://127.0.0.1:$PROVIDER_PORT (inside the lab: $public)"
+  say "provider: $provider_url (profiles and the lab use $public)"
+  [[ "$tls" == 1 ]] && print_fingerprint "$NAME-provider"
   print_url
 }
 
@@ -330,6 +371,8 @@ case "$cmd" in
   down|stop) down ;;
   status) status ;;
   url) print_url ;;
+  reset) reset_copy ;;
+  running) lab_running ;;
   engine) exec "${E[@]}" "${ENGINE_ARGS[@]}" ;;
   *) die "unknown command '$cmd' (see docker/lab.sh --help)" ;;
 esac

@@ -15,6 +15,10 @@ import pytest
 
 from helpers.cli import main
 from helpers.notebook import REPO_ROOT
+from tests.browser.jupyterlab_ui import menu as _menu
+from tests.browser.jupyterlab_ui import open_notebook as _open
+from tests.browser.jupyterlab_ui import run_all_and_check_dashboard
+from tests.browser.jupyterlab_ui import wait_ran as _wait_ran
 from tests.support import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -25,45 +29,6 @@ LAB1 = "labs/lab1_provider.ipynb"
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _open(page: Any, lab: dict[str, Any], rel: str) -> None:
-    """Open a notebook of the workspace and wait until its kernel is idle."""
-    page.goto(f"{lab['base']}/lab/tree/{rel}?token={lab['token']}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", state="attached", timeout=90_000)
-    _wait_idle(page)
-
-
-def _wait_idle(page: Any, timeout: float = 180_000) -> None:
-    page.wait_for_function(
-        """() => {
-            const el = document.querySelector('.jp-mod-current .jp-Notebook-ExecutionIndicator')
-                || document.querySelector('.jp-Notebook-ExecutionIndicator');
-            const busy = document.querySelectorAll('.jp-mod-current .jp-InputPrompt').length
-                && [...document.querySelectorAll('.jp-InputPrompt')].some(p => p.textContent.includes('[*]'));
-            return el && el.getAttribute('data-status') === 'idle' && !busy;
-        }""",
-        timeout=timeout,
-    )
-
-
-def _wait_ran(page: Any, index: int, timeout: float = 180_000) -> None:
-    """Wait until cell ``index`` has run (its prompt shows an execution count, not ``[*]`` or ``[ ]``)."""
-    page.wait_for_function(
-        """(i) => {
-            const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
-            const prompt = cell && cell.querySelector('.jp-InputPrompt');
-            return prompt && /\\[\\d+\\]/.test(prompt.textContent);
-        }""",
-        arg=index,
-        timeout=timeout,
-    )
-    _wait_idle(page, timeout)
-
-
-def _menu(page: Any, menu: str, item: str) -> None:
-    page.locator(".lm-MenuBar-itemLabel", has_text=menu).first.click()
-    page.locator(".lm-Menu-itemLabel").get_by_text(item, exact=True).first.click()
 
 
 def _images(page: Any) -> int:
@@ -92,20 +57,7 @@ def test_notebook_03_dashboard_appears(
     assert copy.is_file() and _digest(copy) == _digest(REPO_ROOT / NB03)  # a copy made on start
     page = browser_page
     _open(page, learner_lab, NB03)
-    _menu(page, "Edit", "Clear Outputs of All Cells")
-    page.wait_for_function("() => !document.querySelector('.jp-OutputArea-output img')")
-    _menu(page, "Run", "Run All Cells")
-    page.wait_for_selector(".jp-OutputArea-output img", state="attached", timeout=180_000)
-    _wait_idle(page)
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-    tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
-    assert not tracebacks, tracebacks[:2]
-    images = page.locator(".jp-OutputArea-output img")
-    assert images.count() >= 1  # the 2x2 dashboard of cell 15
-    box = images.first.bounding_box()
-    assert box and box["width"] > 300 and box["height"] > 200, box
-    src = images.first.get_attribute("src") or ""
-    assert src.startswith("data:image/png;base64,") and len(src) > 20_000
+    run_all_and_check_dashboard(page)
     assert _digest(REPO_ROOT / NB03) == _digest(REPO_ROOT / NB03)
 
 

@@ -19,27 +19,29 @@ import json
 import os
 import re
 import secrets
-import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
 import requests
 import yaml
 
+from helpers.notebook import cells_missing_plots
+from tests.container.common import (
+    DOCKER,
+    LAB_SH,
+    LAB_UID,
+    REPO,
+    BuiltImage,
+    last_json,
+    podman,
+    report,
+    run,
+)
 from tests.support import free_port
-
-REPO = Path(__file__).resolve().parents[2]
-DOCKER = REPO / "docker"
-LAB_SH = DOCKER / "lab.sh"
-MAKE_BASE = DOCKER / "make-base-image.sh"
-BASE_IMAGE = "localhost/sharelab-base:bookworm"
-IMAGE = "localhost/sharelab:latest"
-LAB_UID = 1000
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -91,110 +93,6 @@ print(json.dumps({"endpoint": endpoint, "tables": tables}))
 # Key figures that depend on when or where a run happened (times, ports, paths, the interpreter's
 # patch release), never compared.
 VOLATILE = re.compile(r"(second|time|duration|port|url|token|path|started|elapsed|^python$)", re.I)
-
-
-def run(
-    cmd: list[str],
-    *,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 900,
-    check: bool = True,
-    stdin: str | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run a command; on failure show its output in the assertion message."""
-    proc = subprocess.run(
-        cmd,
-        env={**os.environ, **(env or {})},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
-    if check and proc.returncode != 0:
-        pytest.fail(
-            f"{' '.join(cmd[:6])} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
-            f"\n--- stderr\n{proc.stderr[-4000:]}"
-        )
-    return proc
-
-
-def podman(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
-    """podman with the settings docker/lab.sh uses on this host (runtime, ulimits)."""
-    return run([str(LAB_SH), "engine", "podman", *args], **kwargs)
-
-
-def last_json(text: str) -> dict:
-    """The last line of ``text`` that is a JSON object (scripts print their result last)."""
-    for line in reversed(text.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise AssertionError(f"no JSON result in:\n{text[-2000:]}")
-
-
-_CONFIG: list[pytest.Config] = []
-
-
-def report(line: str) -> None:
-    """Print a measured figure on the terminal, past pytest's output capture."""
-    plugins = _CONFIG[0].pluginmanager if _CONFIG else None
-    reporter = plugins.get_plugin("terminalreporter") if plugins else None
-    capture = plugins.get_plugin("capturemanager") if plugins else None
-    if reporter is None or capture is None:
-        print(f"[container] {line}")
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line(f"[container] {line}")
-
-
-def ensure_tools() -> None:
-    """Install podman, debootstrap and runc from Debian when missing, or skip with the reason."""
-    if os.environ.get("SHARELAB_SKIP_CONTAINER") == "1":
-        pytest.skip("SHARELAB_SKIP_CONTAINER=1")
-    if os.geteuid() != 0:
-        pytest.skip(
-            "the container test needs root (debootstrap, rootful podman): run the suite as root "
-            "or in CI"
-        )
-    missing = [t for t in ("podman", "debootstrap", "runc") if not shutil.which(t)]
-    if not missing:
-        return
-    if not shutil.which("apt-get"):
-        pytest.skip(f"{', '.join(missing)} missing and no apt-get to install them")
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    run(["apt-get", "update"], env=env, timeout=600)
-    run(["apt-get", "install", "-y", "podman", "debootstrap", "runc"], env=env, timeout=900)
-
-
-@dataclass(frozen=True)
-class BuiltImage:
-    name: str
-    base_seconds: float
-    build_seconds: float
-    size_bytes: int
-
-
-@pytest.fixture(scope="session")
-def image(pytestconfig: pytest.Config) -> BuiltImage:
-    """The lab image, built from the locally made base (the base is cached between runs)."""
-    _CONFIG[:] = [pytestconfig]
-    ensure_tools()
-    t0 = time.monotonic()
-    run([str(MAKE_BASE), BASE_IMAGE], env={"ENGINE": "podman"}, timeout=1200)
-    base_seconds = time.monotonic() - t0
-    t0 = time.monotonic()
-    run(
-        [str(LAB_SH), "build", "podman"],
-        env={"BASE_IMAGE": BASE_IMAGE, "SHARELAB_IMAGE": IMAGE},
-        timeout=1800,
-    )
-    build_seconds = time.monotonic() - t0
-    size = int(podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout.strip())
-    report(
-        f"base image {base_seconds:.0f} s (0 when cached); image build {build_seconds:.0f} s; "
-        f"image size {size / 1e6:.0f} MB"
-    )
-    return BuiltImage(IMAGE, base_seconds, build_seconds, size)
 
 
 def _constraints() -> dict[str, str]:
@@ -355,7 +253,8 @@ def test_batch_in_container_matches_local_run(
 ) -> None:
     """``sharelab batch`` in a container with no network gives the results of a local batch run.
 
-    This is a parity check: each notebook has the same status in both runs and the same key figures.
+    This is a parity check: each notebook has the same status in both runs and the same key figures;
+    and each plot-making cell of the container's executed notebooks carries an image.
     Whether the notebooks themselves are right is the notebook tests' job; when none of them runs
     locally yet, there is nothing to compare and the test skips, naming the failures.
     """
@@ -428,6 +327,22 @@ def test_batch_in_container_matches_local_run(
     container_figures, local_figures = _figures(in_container), _figures(local)
     assert {n: container_figures[n] for n in ok} == {n: local_figures[n] for n in ok}
 
+    # Every plot-making cell of the notebooks run in the image carries an image (issue 12: with
+    # MPLBACKEND=Agg in the image, none did, and nothing noticed).
+    plotted, missing = 0, {}
+    for nb in in_container["notebooks"]:
+        if nb["status"] != "ok":
+            continue
+        executed = work / Path(nb["output"]).relative_to("/home/lab/work")
+        cells = nbformat.read(executed, as_version=4)
+        plotted += sum(
+            "image/png" in o.get("data", {}) for c in cells.cells for o in c.get("outputs", [])
+        )
+        if gaps := cells_missing_plots(cells):
+            missing[nb["notebook"]] = gaps
+    assert not missing, f"plot cells without an image in the container's batch run: {missing}"
+    assert plotted >= 4, "the curriculum's plots (03's dashboard, 05, 07, 08) should be in the run"
+
 
 def test_compose_file_publishes_on_loopback_with_a_token() -> None:
     """compose.yaml: the pod's layout (lab in the provider's network and pids), loopback ports, a token."""
@@ -441,9 +356,16 @@ def test_compose_file_publishes_on_loopback_with_a_token() -> None:
     provider, lab = services["provider"], services["lab"]
     assert provider["command"] == ["provider"]
     assert provider["environment"]["SHARELAB_PUBLIC_URL"].endswith("http://provider:8080}")
-    assert len(provider["ports"]) == 2
-    for port in provider["ports"]:
-        assert port.startswith("${SHARELAB_BIND:-127.0.0.1}:"), port
+    # The provider follows SHARELAB_BIND (workshop mode: every interface, over TLS unless SHARELAB_TLS=0);
+    # the instructor's JupyterLab is published on 127.0.0.1 in every mode.
+    assert provider["ports"] == [
+        "${SHARELAB_BIND:-127.0.0.1}:${SHARELAB_PORT:-8080}:8080",
+        "127.0.0.1:${JUPYTER_PORT:-8888}:8888",
+    ]
+    assert provider["environment"]["SHARELAB_BIND"] == "${SHARELAB_BIND:-127.0.0.1}"
+    assert provider["environment"]["SHARELAB_TLS"] == "${SHARELAB_TLS:-}"
+    assert provider["container_name"] == "${SHARELAB_NAME:-sharelab}-provider"
+    assert lab["container_name"] == "${SHARELAB_NAME:-sharelab}-lab"
     assert provider["init"] is True
     assert lab["command"] == ["lab"]
     assert "ports" not in lab  # published by the provider, whose network the lab joins
