@@ -198,6 +198,7 @@ def run_batch(
         os.environ["SHARELAB_PORT"] = str(port)
 
     server_started = _start_server_if_none(lab, port, echo)
+    _trust_lab_ca(lab)
 
     runs = [
         NotebookRun(
@@ -242,6 +243,16 @@ def run_batch(
     )
     write_summary(result, parameters)
     return result
+
+
+def _trust_lab_ca(lab: LabHome) -> None:
+    """Over TLS (``--tls``), the kernels trust the lab's CA (certifi's roots + it) for the client's API
+    calls and downloads, without turning verification off."""
+    tls = (lab.server_state() or {}).get("tls") or {}
+    if tls.get("ca"):
+        from helpers.recipient.trust import trust_env
+
+        os.environ.update(trust_env(str(tls["ca"])))
 
 
 def _start_server_if_none(lab: LabHome, port: int | None, echo: bool) -> bool:

@@ -3,15 +3,20 @@
 - ``add NAME... | --csv FILE [--share S]... [--endpoint URL]``: one recipient per attendee, granted the
   shares (default: all), on the roster; prints one join link per attendee (and the CA fingerprint over TLS);
 - ``board [--json]``: the board in the terminal, and the URL of the live page (with the instructor token);
-- ``grade [--csv FILE]``: the grade table from the progress reports;
+- ``grade [NAME...] [--csv FILE] [--from-reports] [--timeout S] [--workers N]``: in the hub route, every attendee's
+  lab notebooks graded where they are, as the attendee (:mod:`helpers.workshop.hub_grade`); otherwise (or
+  with ``--from-reports``) the grade table from the progress reports;
 - ``hub add NAME... | --csv FILE``, ``hub start [--port 8000] [--public-host ADDR]``, ``hub stop``,
-  ``hub status``: the hub route (root only; see :mod:`helpers.workshop.hub`).
+  ``hub status``: the hub route (root only; see :mod:`helpers.workshop.hub`);
+- ``hub lab [--stop] [--notebook-dir DIR]``: the instructor's JupyterLab on a root-only unix socket
+  (:mod:`helpers.workshop.instructor_lab`), reached through SSH.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from helpers.catalog import open_catalog
 from helpers.catalog.workshop import WorkshopStore
@@ -70,6 +75,14 @@ def _cmd_board(a: argparse.Namespace) -> int:
 
 def _cmd_grade(a: argparse.Namespace) -> int:
     home = LabHome.resolve(a.home)
+    if not a.from_reports and (home.path / "hub" / "joins.json").is_file():
+        from helpers.workshop.hub_grade import grade_in_homes
+
+        book = grade_in_homes(home, a.names or None, timeout=a.timeout, workers=a.workers)
+        print(book.to_string())
+        if a.csv:
+            print(f"wrote {write_grades(book.reset_index(), a.csv)}")
+        return 0
     frame = grade_frame(WorkshopStore(open_catalog(home)).board())
     print(frame.to_string(index=False) if len(frame) else "no attendee on the roster yet")
     if a.csv:
@@ -98,8 +111,28 @@ def _cmd_hub(a: argparse.Namespace) -> int:
     if a.hub_command == "stop":
         print("hub stopped" if hub.stop(home) else "no hub was running")
         return 0
+    if a.hub_command == "lab":
+        return _cmd_lab(home, a)
     running = hub.status(home)
     print(f"hub running: pid {running['pid']}, {running['url']}" if running else "no hub running")
+    return 0
+
+
+def _cmd_lab(home: LabHome, a: argparse.Namespace) -> int:
+    from helpers.workshop import instructor_lab
+
+    if a.stop:
+        print(
+            "stopped"
+            if instructor_lab.stop(home)
+            else "the instructor's JupyterLab was not running"
+        )
+        return 0
+    nb_dir = Path(a.notebook_dir).resolve() if a.notebook_dir else None
+    state = instructor_lab.start(home, notebook_dir=nb_dir)
+    print(f"the instructor's JupyterLab listens on {state['socket']} only (root's, no TCP port)")
+    print(f"from your laptop: ssh -N -L 8888:{state['socket']} root@<this machine>")
+    print(f"then open http://127.0.0.1:8888/lab?token={state['token']}")
     return 0
 
 
@@ -117,6 +150,9 @@ def _add_hub(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     start.add_argument("--public-host", default=None, metavar="ADDR", help="LAN address or name")
     start.add_argument("--cull-seconds", type=int, default=3600, help="stop idle servers after")
+    lab = hs.add_parser("lab", help="the instructor's JupyterLab on a root-only unix socket")
+    lab.add_argument("--stop", action="store_true", help="stop it")
+    lab.add_argument("--notebook-dir", default=None, metavar="DIR", help="its root directory")
     hs.add_parser("stop", help="stop the hub")
     hs.add_parser("status", help="show the hub's state")
     p.set_defaults(func=_cmd_hub)
@@ -145,7 +181,18 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     board = sub.add_parser("board", help="who activated, reads, fails, and progress per task")
     board.add_argument("--json", action="store_true", help="print the board as JSON")
     board.set_defaults(func=_cmd_board)
-    grade = sub.add_parser("grade", help="the grade table from the attendees' progress reports")
+    grade = sub.add_parser(
+        "grade",
+        help="grade the attendees' lab notebooks in their homes (hub route), else from progress reports",
+    )
+    grade.add_argument("names", nargs="*", metavar="NAME", help="only these attendees (hub route)")
     grade.add_argument("--csv", default=None, metavar="FILE", help="also write it as CSV")
+    grade.add_argument(
+        "--from-reports", action="store_true", help="use the progress reports even in the hub route"
+    )
+    grade.add_argument("--timeout", type=int, default=600, help="seconds per notebook (hub route)")
+    grade.add_argument(
+        "--workers", type=int, default=2, help="attendees graded at once (hub route)"
+    )
     grade.set_defaults(func=_cmd_grade)
     _add_hub(sub)

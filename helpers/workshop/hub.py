@@ -8,8 +8,8 @@ and a join code (hashed in ``<lab home>/hub/joins.json``). :func:`start` writes 
 (:mod:`helpers.workshop.hub_config`) and starts ``jupyterhub`` in the background; :func:`stop` stops it.
 
 The attendee cannot read another attendee's home (0700, other OS user), the instructor's lab home (root's,
-0700: catalog, signing key, CA key) nor the hub's state. Not done here: keeping an attendee's processes off
-the instructor's JupyterLab port on loopback (needs a firewall owner match, see the README).
+0700: catalog, signing key, CA key) nor the hub's state. The instructor's JupyterLab of the hub route is
+:mod:`helpers.workshop.instructor_lab` (a root-only unix socket, no TCP port an attendee could try).
 """
 
 from __future__ import annotations
@@ -106,6 +106,24 @@ def _update_joins(hdir: Path, codes: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
+def _copy_pointed_at(source: Path, target: Path, profile: Path) -> None:
+    """Copy a recipient notebook with its ``profile_path`` parameter set to the attendee's profile, so it
+    runs as it is in the attendee's JupyterLab (and when graded where it is)."""
+    import nbformat
+
+    nb = nbformat.read(source, as_version=4)
+    for cell in nb.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            lines = cell.source.split("\n")
+            for i, line in enumerate(lines):
+                if line.startswith("profile_path = None"):
+                    comment = "  # your profile, installed by the instructor"
+                    lines[i] = f"profile_path = {str(profile)!r}{comment}"
+            cell.source = "\n".join(lines)
+            break
+    nbformat.write(nb, target)
+
+
 def provision(
     home: LabHome,
     names: Iterable[str],
@@ -135,7 +153,7 @@ def provision(
             target = uhome / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             if not target.exists():  # never overwrite an attendee's work
-                shutil.copyfile(REPO / rel, target)
+                _copy_pointed_at(REPO / rel, target, profile)
         (uhome / ".sharelab").mkdir(exist_ok=True)
         _chown_tree(uhome, user)
         code = "-".join(secrets.token_hex(2) for _ in range(3))

@@ -9,7 +9,9 @@ object on stdout.
 - ``plain URL``: a plain-HTTP request (must fail: the provider serves TLS only);
 - ``tcp HOST PORT``: can a TCP connection be made at all;
 - ``wrong-ca URL CAFILE``: trust another CA only, then handshake and ask the official client;
-- ``handshake URL CAFILE``: trust ``CAFILE``, one handshake (the tampered-certificate case).
+- ``handshake URL CAFILE``: trust ``CAFILE``, one handshake (the tampered-certificate case);
+- ``load PROFILE TABLE``: trust the CA kept beside ``PROFILE``, read ``TABLE`` with the official client:
+  the rows, or the HTTP status and message that refused it (the IP access list case).
 """
 
 from __future__ import annotations
@@ -101,9 +103,24 @@ def _handshake(url: str, cafile: str) -> dict[str, Any]:
         return {"check_tls": str(exc)}
 
 
+def _load(profile: str, table: str) -> dict[str, Any]:
+    import delta_sharing
+    import requests
+
+    from helpers import recipient
+
+    recipient.trust_ca(f"{profile}.ca.pem")
+    try:
+        return {"rows": len(delta_sharing.load_as_pandas(f"{profile}#{table}"))}
+    except requests.HTTPError as exc:
+        resp = exc.response
+        return {"status": resp.status_code if resp is not None else None, "message": str(exc)}
+
+
 def main(argv: list[str]) -> int:
     commands = {"read": _read, "plain": _plain, "tcp": _tcp, "wrong-ca": _wrong_ca}
     commands["handshake"] = _handshake
+    commands["load"] = _load
     print(json.dumps(commands[argv[0]](*argv[1:])), flush=True)
     return 0
 

@@ -3,8 +3,13 @@
 Ten attendees are provisioned (recipient, grants, OS user, profile and CA in the home, join code); one
 signs in through the login form, all servers are started through the hub's REST API at once; in each
 attendee's kernel the share is read with the official client over TLS in both formats and a lab result is
-reported; then isolation (another attendee's files, the instructor's catalog, the hub's admin API), the
-board's numbers, the idle culler and a hub restart that keeps the roster.
+reported. Then three of them do real lessons in their own servers (notebook 03 and lab 2, each with their own
+answers: all right, one wrong, two left undone) and the board must show what each did, task by task, and
+``sharelab workshop grade`` grades their lab notebooks where they are. Ten attendees x (notebook 03 + lab 2)
+costs several minutes on two cores, so the lessons run for three here and for all ten in
+``benchmarks/bench_workshop.py --lessons``. Then isolation (another attendee's files, the instructor's
+catalog, the hub's admin API), a real Chromium signing in over TLS (the hub's key pinned) and running
+notebook 03 until its plots show, the idle culler and a hub restart that keeps the roster.
 
 Skipped unless root with ``useradd``, the npm proxy (``hub/node_modules``) and the attendees' virtual
 environment (``.hub-venv``) are there (``./run-demo.sh workshop`` installs both).
@@ -12,23 +17,30 @@ environment (``.hub-venv``) are there (``./run-demo.sh workshop`` installs both)
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import nbformat
+import pandas as pd
 import pytest
 
 from helpers.catalog import open_catalog
-from helpers.catalog.workshop import WorkshopStore
+from helpers.catalog.workshop import BoardRow, WorkshopStore
 from helpers.home import LabHome
+from helpers.labs import setup
 from helpers.server.lifecycle import start as start_provider
 from helpers.server.lifecycle import stop as stop_provider
 from helpers.workshop import hub
 from tests.support import free_port
-from tests.workshop import minilab
+from tests.workshop import hubbrowser, lessons, minilab
 from tests.workshop.hubclient import Hub
 
 pytestmark = pytest.mark.slow
@@ -75,6 +87,8 @@ def classroom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabHom
         pytest.skip(reason)
     home = LabHome.resolve(tmp_path_factory.mktemp("hub") / "home")
     minilab.build(home.path)
+    setup.ensure_dataset("airline", home.path)  # what notebook 03 and lab 2 read
+    setup.ensure_airline_topology(home.path)
     tag = f"{os.getpid() % 1000:03d}"
     names = [f"h{tag}n{i}" for i in range(N)]
     start_provider(home, port=free_port(), tls=True)
@@ -128,6 +142,139 @@ def test_ten_attendees_read_over_tls_in_their_own_servers(
     board = {r.name: r for r in WorkshopStore(open_catalog(home)).board()}
     assert len(board) == N and all(r.activated for r in board.values())
     assert all(r.progress == {"lab2_recipient": {"r1": "passed"}} for r in board.values())
+
+
+LESSONS = 3
+#: per lesson attendee: (tasks answered right, tasks answered wrong); the rest stay ____
+PLANS = [
+    (set(lessons.TASKS), set()),
+    (set(lessons.TASKS) - {"r1"}, {"r1"}),
+    ({"r1", "r2", "r3", "r4"}, {"r6"}),
+]
+LISTED = """
+import json, os, delta_sharing
+c = delta_sharing.SharingClient(os.path.expanduser('~/me.share'))
+print(json.dumps(sorted(f"{t.share}.{t.schema}.{t.name}" for t in c.list_all_tables())))
+"""
+
+
+def _board_when(home: LabHome, done: Callable[[dict[str, BoardRow]], bool]) -> dict[str, BoardRow]:
+    """The board once ``done`` holds (the server writes its audit in batches), else as it is after 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        board = {r.name: r for r in WorkshopStore(open_catalog(home)).board()}
+        if done(board) or time.monotonic() > deadline:
+            return board
+        time.sleep(0.5)
+
+
+def test_attendees_do_notebook_03_and_lab_2_and_the_board_shows_it(
+    classroom: tuple[LabHome, Hub, list],
+) -> None:
+    home, h, joins = classroom
+    doers = joins[:LESSONS]
+    for (_name, user, _code), (right, wrong) in zip(doers, PLANS, strict=True):
+        lessons.do_lab2(user, right, wrong)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(LESSONS) as pool:
+        outs = list(pool.map(lambda j: h.run(j[1], lessons.RUN, timeout=900), doers))
+    print(f"\n{LESSONS} attendees ran notebook 03 and lab 2 in {time.perf_counter() - t0:.1f} s")
+    for (_name, user, _code), out in zip(doers, outs, strict=True):
+        assert out["error"] is None, (user, out)
+        assert out["stdout"].split() == [user, "ran", "both"], out
+        ran = nbformat.read(f"/home/{user}/{lessons.NB03}", as_version=4)
+        kinds = {
+            k
+            for c in ran.cells
+            if c.cell_type == "code"
+            for o in c.outputs
+            for k in o.get("data", {})
+        }
+        assert "image/png" in kinds  # the dashboard's plots, drawn in the attendee's kernel
+    listed = set(json.loads(h.run(doers[0][1], LISTED)["stdout"]))
+    assert len(listed) > 10 and "demo_share.s.t" in listed
+    want = {n: lessons.expected(*plan) for (n, _u, _c), plan in zip(doers, PLANS, strict=True)}
+    board = _board_when(
+        home,
+        lambda b: (
+            all(b[n].progress.get("recipient") == w for n, w in want.items())
+            and all(set(b[n].tables_read) == listed for n in want)
+        ),
+    )
+    for (name, _user, _code), (right, _wrong) in zip(doers, PLANS, strict=True):
+        row = board[name]
+        assert row.activated
+        assert row.progress["recipient"] == want[name], (name, row.progress)
+        assert row.passed == len(right) + 1  # + the r1 reported by the first test
+        assert set(row.tables_read) == listed  # lab 2's mount() reads every table of the profile
+        assert row.errors == {401: 0, 403: 0, 404: 0}
+    for name, _user, _code in joins[LESSONS:]:  # the others only read demo_share.s.t
+        assert (
+            board[name].tables_read == ("demo_share.s.t",)
+            and "recipient" not in board[name].progress
+        )
+
+
+def test_workshop_grade_grades_the_notebooks_where_they_are(
+    classroom: tuple[LabHome, Hub, list], tmp_path: Path
+) -> None:
+    home, _h, joins = classroom
+    graded = [n for n, _u, _c in joins[: LESSONS + 1]]  # the three who worked and one who did not
+    out = tmp_path / "grades.csv"
+    env = dict(os.environ, SHARELAB_HOME=str(home.path))
+    env.pop("SHARELAB_REPORT_PROGRESS", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "helpers", "workshop", "grade", *graded, "--csv", str(out)],
+        capture_output=True, text=True, env=env, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out).set_index("learner")
+    assert list(table.index) == graded
+    for name, (right, wrong) in zip(graded[:LESSONS], PLANS, strict=True):
+        assert table.loc[name, "passed"] == f"{len(right)}/{len(lessons.TASKS)}", table.loc[name]
+        want = lessons.expected(right, wrong)
+        assert {t: table.loc[name, t] for t in lessons.TASKS} == want
+        full = table.loc[name, "points"] == table.loc[name, "max_points"]
+        assert full == (len(right) == len(lessons.TASKS)), table.loc[name]
+    idle = graded[-1]
+    assert {table.loc[idle, t] for t in lessons.TASKS} == {"not attempted"}
+    assert f"{graded[0]}" in done.stdout and "6/6" in done.stdout
+    before = {r.name: r.progress for r in WorkshopStore(open_catalog(home)).board()}
+    assert before[idle] == {"lab2_recipient": {"r1": "passed"}}  # grading reported nothing
+    wrong_name = subprocess.run(
+        [sys.executable, "-m", "helpers", "workshop", "grade", "nobody_here"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert wrong_name.returncode != 0 and "not hub attendees" in wrong_name.stderr
+    assert "Traceback" not in wrong_name.stderr
+
+
+def test_a_browser_signs_in_over_tls_and_sees_notebook_03s_plots(
+    classroom: tuple[LabHome, Hub, list], tmp_path: Path
+) -> None:
+    if not hubbrowser.CHROMIUM.is_file():
+        pytest.skip("no /usr/bin/chromium: apt-get install -y chromium")
+    pytest.importorskip("playwright", reason="pip install -e '.[test]' -c constraints.txt")
+    home, h, joins = classroom
+    name, user, code = joins[LESSONS + 1]
+    h.api("POST", f"/users/{user}")  # made by the first test already (409), unless run alone
+    h.start_server(user)  # running since the first test (the hub's spawn page would start it too)
+    pins = hubbrowser.spki_pin(home.path / "tls" / "server.pem")
+    assert len(pins) == 2  # the server's key and the lab CA's
+    with hubbrowser.chromium(tmp_path / "chromium", pins) as page:
+        hubbrowser.sign_in(page, h.url, name, code)
+        page.wait_for_url(f"**/user/{user}/**", timeout=120_000)
+        images = hubbrowser.run_all(page, f"{h.url}/user/{user}", lessons.NB03)
+        errors = page.locator(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+        ).all_inner_texts()
+    assert not [e for e in errors if "Traceback" in e], errors[:2]
+    assert images and images[0].startswith("data:image/png;base64,") and len(images[0]) > 20_000
+    # another key is not trusted: the pin does not turn verification off
+    other = [base64.b64encode(bytes(32)).decode()]
+    with hubbrowser.chromium(tmp_path / "chromium-2", other) as page:
+        with pytest.raises(Exception, match="ERR_CERT"):
+            page.goto(f"{h.url}/hub/login")
 
 
 def test_attendees_are_isolated(classroom: tuple[LabHome, Hub, list]) -> None:

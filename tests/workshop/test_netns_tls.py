@@ -16,14 +16,17 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from helpers.catalog import open_catalog
+from helpers.catalog.workshop import BoardRow, WorkshopStore
 from tests.support import REPO
 from tests.workshop import minilab
 from tests.workshop.netns import Classroom, netns_unavailable
@@ -138,6 +141,64 @@ def test_attendees_read_over_tls_in_both_formats(room: Room) -> None:
         # the CA was kept beside the profile, so a new kernel trusts it again
         assert (room.tmp / f"attendee-{name}" / "me.share.ca.pem").is_file()
     print(f"\n3 attendees activated and read in both formats in {wall:.1f} s: {results}")
+
+
+def _board(home: Path, done: Callable[[dict[str, BoardRow]], bool]) -> dict[str, BoardRow]:
+    """The board once ``done`` holds (the server writes its audit in batches), else after 20 s."""
+    deadline = time.monotonic() + 20
+    while True:
+        board = {r.name: r for r in WorkshopStore(open_catalog(home)).board()}
+        if done(board) or time.monotonic() > deadline:
+            return board
+        time.sleep(0.3)
+
+
+def test_the_board_counts_what_the_attendee_hosts_did(room: Room) -> None:
+    board = _board(room.home, lambda b: all(n in b and b[n].tables_read for n in NAMES))
+    assert set(NAMES) <= set(board)
+    for name in NAMES:
+        row = board[name]
+        assert row.activated, name
+        assert row.tables_read == (minilab.TABLE,), (name, row)
+        # per host: metadata + query in two formats and two change feeds, over TLS
+        assert row.requests >= 4 and row.last_request is not None, (name, row)
+        assert row.errors == {401: 0, 403: 0, 404: 0}, (name, row)
+
+
+def test_an_ip_access_list_admits_one_host_and_refuses_another(room: Room) -> None:
+    from helpers.provider import Provider
+
+    profile = room.tmp / "attendee-ada" / "me.share"
+    assert profile.is_file(), "test_attendees_read_over_tls_in_both_formats activates ada first"
+    a1, a2 = room.net.attendees[0], room.net.attendees[1]
+    a1_ip, a2_ip = room.net.attendee_ip(0), room.net.attendee_ip(1)
+    provider = Provider(room.home)
+    provider.sql(f"ALTER RECIPIENT ada SET IP ACCESS LIST ('{a1_ip}/32')")
+    try:
+        ok = probe(room.net, a1, "load", str(profile), minilab.TABLE, home=room.tmp)
+        assert ok == {"rows": minilab.ROWS}, ok
+        refused = probe(room.net, a2, "load", str(profile), minilab.TABLE, home=room.tmp)
+        assert refused["status"] == 403, refused
+        assert a2_ip in str(refused["message"]), refused  # the message names the refused address
+        audit = _audit_when(
+            room.home, lambda f: ((f.client_address == a2_ip) & (f.status_code == 403)).any()
+        )
+        mine = audit[audit["recipient"].str.lower() == "ada"]
+        assert ((mine.client_address == a2_ip) & (mine.status_code == 403)).any()
+        assert not ((mine.client_address == a1_ip) & (mine.status_code >= 400)).any()
+        board = _board(room.home, lambda b: b["ada"].errors[403] >= 1)
+        assert board["ada"].errors[403] >= 1  # and the instructor sees it
+    finally:
+        provider.sql("ALTER RECIPIENT ada UNSET IP ACCESS LIST")
+
+
+def _audit_when(home: Path, done: Callable[[Any], bool]) -> Any:
+    deadline = time.monotonic() + 20
+    while True:
+        frame = open_catalog(home).audit_frame()
+        if done(frame) or time.monotonic() > deadline:
+            return frame
+        time.sleep(0.3)
 
 
 def test_activation_with_a_wrong_fingerprint_is_refused(room: Room) -> None:
