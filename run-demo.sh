@@ -193,6 +193,10 @@ case "$cmd" in
     if [[ -x "$ROOT/docker/lab.sh" ]] && [[ -n "$(engine)" ]]; then "$ROOT/docker/lab.sh" down "$(engine)" || true; fi
     if [[ -x "$PY" ]]; then
       "$PY" -m helpers jupyter stop || true
+      if [[ -d "$SHARELAB_HOME/hub" ]]; then  # the hub route's pieces too
+        "$PY" -m helpers workshop hub lab --stop || true
+        "$PY" -m helpers workshop hub stop || true
+      fi
       "$PY" -m helpers stop || true
     fi
     ;;
