@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from helpers.exceptions import ServerError
 
-__all__ = ["free_port", "pid_alive", "spawn_and_wait"]
+__all__ = ["free_port", "pid_alive", "spawn_and_wait", "terminate"]
 
 
 def pid_alive(pid: int) -> bool:
@@ -100,3 +102,18 @@ def spawn_and_wait(
         proc.kill()
         proc.wait()
     raise ServerError(f"{argv[0]} was not ready within {timeout:.0f} s; see {log}:\n{_tail(log)}")
+
+
+def terminate(pid: int, grace: float = 10.0, *, group: bool = False) -> None:
+    """SIGTERM ``pid`` (its process group with ``group``), SIGKILL it if still alive after ``grace`` s."""
+    kill = os.killpg if group else os.kill
+    try:
+        kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            kill(pid, signal.SIGKILL)

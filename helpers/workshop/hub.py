@@ -19,10 +19,8 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from typing import Any
 from helpers.catalog import open_catalog
 from helpers.exceptions import InvalidArgumentError, ServerError
 from helpers.home import LabHome
-from helpers.procs import pid_alive, spawn_and_wait
+from helpers.procs import pid_alive, spawn_and_wait, terminate
 from helpers.profiles import issue_profile
 from helpers.recipient.trust import write_bundle
 from helpers.tls import TlsFiles, client_context, prepare_tls
@@ -254,12 +252,6 @@ def stop(home: LabHome, timeout: float = 20.0) -> bool:
     state = status(home)
     if state is None:
         return False
-    pid = int(state["pid"])
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if pid_alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    terminate(int(state["pid"]), timeout)
     _state_file(home).unlink(missing_ok=True)
     return True

@@ -19,7 +19,6 @@ import http.client
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from typing import Any
 
 from helpers.exceptions import ServerError
 from helpers.home import LabHome
-from helpers.procs import pid_alive
+from helpers.procs import pid_alive, terminate
 
 __all__ = ["get", "socket_dir", "start", "status", "stop"]
 
@@ -134,12 +133,6 @@ def stop(home: LabHome, grace: float = 10.0) -> bool:
     state = status(home)
     if state is None:
         return False
-    pid = int(state["pid"])
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if pid_alive(pid):
-        os.killpg(pid, signal.SIGKILL)
+    terminate(int(state["pid"]), grace, group=True)
     _state_file(home).unlink(missing_ok=True)
     return True
