@@ -15,13 +15,16 @@ The instructor reaches it from their own laptop through SSH, which forwards a lo
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
 import secrets
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from helpers.exceptions import ServerError
 from helpers.home import LabHome
 from helpers.procs import pid_alive, terminate
 
-__all__ = ["get", "socket_dir", "start", "status", "stop"]
+__all__ = ["get", "socket_dir", "socket_path", "start", "status", "stop"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,6 +45,25 @@ def socket_dir(home: LabHome) -> Path:
     d.parent.chmod(0o700)
     d.chmod(0o700)
     return d
+
+
+_SUN_PATH_MAX = 100  # AF_UNIX paths are limited to 108 bytes on Linux
+
+
+def socket_path(home: LabHome) -> Path:
+    """The socket: in :func:`socket_dir`, or (a lab home too deep for an AF_UNIX path) in a short root-only
+    directory of the temp dir named after the lab home."""
+    sock = socket_dir(home) / "jupyter.sock"
+    if len(os.fsencode(sock)) <= _SUN_PATH_MAX:
+        return sock
+    digest = hashlib.sha256(os.fsencode(home.path.resolve())).hexdigest()[:12]
+    d = Path(tempfile.gettempdir()) / f"sharelab-ilab-{digest}"
+    d.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(d)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise ServerError(f"{d} is not a directory of this user's: remove it and start again")
+    d.chmod(0o700)
+    return d / "jupyter.sock"
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -88,7 +110,7 @@ def start(
     if running:
         return running
     d = socket_dir(home)
-    sock = d / "jupyter.sock"
+    sock = socket_path(home)
     sock.unlink(missing_ok=True)
     root = notebook_dir or (REPO / "work" if (REPO / "work").is_dir() else REPO)
     token = secrets.token_urlsafe(32)

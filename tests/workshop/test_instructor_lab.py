@@ -72,3 +72,17 @@ def test_an_attendee_cannot_reach_the_instructors_jupyterlab(attendee: str, tmp_
     finally:
         assert instructor_lab.stop(home)
     assert instructor_lab.status(home) is None
+
+
+def test_a_deep_lab_home_gets_a_short_root_only_socket_path(tmp_path: Path) -> None:
+    """AF_UNIX paths stop at 108 bytes: a deep lab home's socket goes to a short 0700 directory."""
+    shallow = LabHome.resolve(tmp_path / "h")
+    deep = LabHome.resolve(tmp_path / ("d" * 60) / ("e" * 60) / "home")
+    in_home = instructor_lab.socket_dir(shallow) / "jupyter.sock"
+    if len(os.fsencode(in_home)) <= 100:  # pytest's own temp path may already be deep
+        assert instructor_lab.socket_path(shallow) == in_home
+    sock = instructor_lab.socket_path(deep)
+    assert len(os.fsencode(sock)) <= 100
+    assert sock.parent.stat().st_mode & 0o777 == 0o700
+    assert instructor_lab.socket_path(deep) == sock  # the same lab home, the same place
+    shutil.rmtree(sock.parent)
