@@ -141,6 +141,7 @@ def start(
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             tail = log.read_text(errors="replace").splitlines()[-10:]
+            terminate(proc.pid, 5.0, group=True)  # leave nothing running behind a failed start
             raise ServerError("the instructor's JupyterLab did not start:\n" + "\n".join(tail))
         time.sleep(0.5)
     state = {"pid": proc.pid, "socket": str(sock), "token": token, "log": str(log)}
