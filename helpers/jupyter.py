@@ -29,7 +29,7 @@ import requests
 
 from helpers.exceptions import ServerError
 from helpers.home import LabHome
-from helpers.procs import free_port, pid_alive
+from helpers.procs import free_port, live_state, pid_alive
 from helpers.workspace import prepare as prepare_workspace
 from helpers.workspace import reset as reset_copy
 
@@ -42,14 +42,7 @@ def _state_file(lab: LabHome) -> Path:
 
 def status(home: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
     """The running JupyterLab of this lab home (its state dict), or None."""
-    lab = LabHome.resolve(home)
-    try:
-        state = json.loads(_state_file(lab).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(state, dict) or not pid_alive(int(state.get("pid", 0))):
-        return None
-    return state
+    return live_state(_state_file(LabHome.resolve(home)))
 
 
 def _port_free(host: str, port: int) -> bool:

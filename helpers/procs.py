@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -10,10 +11,11 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from helpers.exceptions import ServerError
 
-__all__ = ["free_port", "pid_alive", "spawn_and_wait", "terminate"]
+__all__ = ["free_port", "live_state", "pid_alive", "spawn_and_wait", "terminate"]
 
 
 def pid_alive(pid: int) -> bool:
@@ -35,6 +37,18 @@ def pid_alive(pid: int) -> bool:
         return True
     except Exception:  # psutil.NoSuchProcess, AccessDenied...
         return False
+
+
+def live_state(path: Path) -> dict[str, Any] | None:
+    """The JSON state file of a background process (with its ``pid``), or None when it is missing,
+    unreadable or its process is gone."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or not pid_alive(int(state.get("pid", 0))):
+        return None
+    return state
 
 
 def free_port(host: str = "127.0.0.1") -> int:

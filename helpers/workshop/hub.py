@@ -28,7 +28,7 @@ from typing import Any
 from helpers.catalog import open_catalog
 from helpers.exceptions import InvalidArgumentError, ServerError
 from helpers.home import LabHome
-from helpers.procs import pid_alive, spawn_and_wait, terminate
+from helpers.procs import live_state, spawn_and_wait, terminate
 from helpers.profiles import issue_profile
 from helpers.recipient.trust import write_bundle
 from helpers.tls import TlsFiles, client_context, prepare_tls
@@ -168,11 +168,7 @@ def _state_file(home: LabHome) -> Path:
 
 def status(home: LabHome) -> dict[str, Any] | None:
     """The running hub's state, or None."""
-    try:
-        state = json.loads(_state_file(home).read_text())
-    except (OSError, ValueError):
-        return None
-    return state if isinstance(state, dict) and pid_alive(int(state.get("pid", 0))) else None
+    return live_state(_state_file(home))
 
 
 def api_token(home: LabHome) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 
 from helpers.exceptions import ServerError
 from helpers.home import LabHome
-from helpers.procs import pid_alive, terminate
+from helpers.procs import live_state, terminate
 
 __all__ = ["get", "socket_dir", "socket_path", "start", "status", "stop"]
 
@@ -95,11 +95,7 @@ def _state_file(home: LabHome) -> Path:
 
 def status(home: LabHome) -> dict[str, Any] | None:
     """The running instructor JupyterLab's state, or None."""
-    try:
-        state = json.loads(_state_file(home).read_text())
-    except (OSError, ValueError):
-        return None
-    return state if isinstance(state, dict) and pid_alive(int(state.get("pid", 0))) else None
+    return live_state(_state_file(home))
 
 
 def start(
