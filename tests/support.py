@@ -10,13 +10,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import requests
 
 from helpers.procs import free_port
@@ -152,3 +156,20 @@ def stop_server(server: RunningServer) -> None:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
+
+
+@contextlib.contextmanager
+def only_worker(worker: psutil.Process, workers: list[psutil.Process]) -> Iterator[None]:
+    """Only ``worker`` of a ``--workers N`` server accepts connections inside the block (the others are
+    stopped with SIGSTOP and continued after)."""
+    stopped = [p for p in workers if p.pid != worker.pid]
+    # Let the audit writers commit the rows of the requests just answered: a worker stopped inside a
+    # commit would hold the catalog's write lock (PostgreSQL advisory lock) and stall the other one.
+    time.sleep(0.5)
+    for p in stopped:
+        os.kill(p.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for p in stopped:
+            os.kill(p.pid, signal.SIGCONT)

@@ -8,7 +8,6 @@ module runs on both catalog backends (SQLite, PostgreSQL).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -28,7 +27,7 @@ from deltalake import write_deltalake
 
 from helpers.catalog import open_catalog
 from helpers.provider import Provider
-from tests.support import RunningServer, start_server, stop_server
+from tests.support import RunningServer, only_worker, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -60,22 +59,6 @@ class Lab:
 
     def workers(self) -> list[psutil.Process]:
         return sorted(psutil.Process(self.server.process.pid).children(), key=lambda p: p.pid)
-
-
-@contextlib.contextmanager
-def only(worker: psutil.Process, others: list[psutil.Process]) -> Iterator[None]:
-    """Only ``worker`` accepts connections inside the block (the others are stopped)."""
-    stopped = [p for p in others if p.pid != worker.pid]
-    # Let the audit writers commit the rows of the requests just answered: a worker stopped inside a
-    # commit would hold the catalog's write lock (PostgreSQL advisory lock) and stall the other one.
-    time.sleep(0.5)
-    for p in stopped:
-        os.kill(p.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for p in stopped:
-            os.kill(p.pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +94,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory, catalog_backend: str) -> Itera
 
 def test_two_workers_share_the_port_and_the_signing_key(lab: Lab) -> None:
     a, b = lab.workers()
-    with only(a, [a, b]):
+    with only_worker(a, [a, b]):
         files = lab.query()  # URLs signed by worker a
     assert len(files) == 2
-    with only(b, [a, b]):
+    with only_worker(b, [a, b]):
         got = pd.concat(
             pd.read_parquet(io.BytesIO(requests.get(str(f["url"]), timeout=20).content))
             for f in files
@@ -129,16 +112,16 @@ def test_revocation_through_the_catalog_is_refused_by_every_worker_at_once(lab: 
     extra = cat.issue_token("r2").token
     a, b = lab.workers()
     for w in (a, b):
-        with only(w, [a, b]):
+        with only_worker(w, [a, b]):
             assert lab.get("/shares/s/schemas", token=extra).status_code == 200
     cat.revoke("s", "r2")  # the grant first: refused by both, the token still valid
     for w in (a, b):
-        with only(w, [a, b]):
+        with only_worker(w, [a, b]):
             assert lab.get("/shares/s/schemas", token=extra).status_code in (403, 404)
             assert lab.get("/shares", token=extra).status_code == 200
     cat.revoke_tokens("r2")
     for w in (a, b):
-        with only(w, [a, b]):
+        with only_worker(w, [a, b]):
             assert lab.get("/shares", token=extra).status_code == 401
             assert lab.get("/shares").status_code == 200  # r's token is untouched
 
@@ -161,9 +144,9 @@ def test_failure_throttle_counts_across_workers(lab: Lab) -> None:
     open_catalog(lab.home).db.write(lambda c: c.execute("DELETE FROM throttle_buckets"))
     a, b = lab.workers()
     bad = "dss_" + "x" * 43
-    with only(a, [a, b]):
+    with only_worker(a, [a, b]):
         assert [lab.get("/shares", token=bad).status_code for _ in range(5)] == [401] * 5
-    with only(b, [a, b]):  # the other worker knows: the burst of 5 is spent
+    with only_worker(b, [a, b]):  # the other worker knows: the burst of 5 is spent
         resp = lab.get("/shares", token=bad)
     assert resp.status_code == 429 and int(resp.headers["Retry-After"]) >= 1
     open_catalog(lab.home).db.write(lambda c: c.execute("DELETE FROM throttle_buckets"))
@@ -173,7 +156,7 @@ def test_audit_of_both_workers_lands_in_one_table(lab: Lab) -> None:
     a, b = lab.workers()
     before = len(open_catalog(lab.home).audit_frame())
     for w in (a, b):
-        with only(w, [a, b]):
+        with only_worker(w, [a, b]):
             for _ in range(3):
                 assert lab.get("/shares/s/schemas").status_code == 200
     deadline = time.monotonic() + 20

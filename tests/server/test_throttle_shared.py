@@ -12,7 +12,6 @@ address that has not failed lately; PostgreSQL: the bucket is read every time).
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
 import signal
@@ -30,7 +29,7 @@ from deltalake import write_deltalake
 from helpers.catalog import open_catalog
 from helpers.provider import Provider
 from helpers.server.audit import FAILURES_LOGGED_PER_WINDOW, failure_summary
-from tests.support import RunningServer, start_server, stop_server
+from tests.support import RunningServer, only_worker, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -71,22 +70,6 @@ class Lab:
             conn.close()
 
 
-@contextlib.contextmanager
-def only(worker: psutil.Process, lab: Lab) -> Iterator[None]:
-    """Only ``worker`` accepts connections inside the block (the other is stopped)."""
-    stopped = [p for p in lab.workers() if p.pid != worker.pid]
-    time.sleep(
-        0.3
-    )  # let the audit writers commit (a worker stopped inside a commit holds the lock)
-    for p in stopped:
-        os.kill(p.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for p in stopped:
-            os.kill(p.pid, signal.SIGCONT)
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, catalog_backend: str) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("throttle-shared")
@@ -123,11 +106,11 @@ def test_failures_spread_over_both_workers_reach_the_limit_at_the_burst(lab: Lab
     a, b = lab.workers()
     statuses = []
     for i in range(BURST):  # alternate: 3 failures on each worker
-        with only((a, b)[i % 2], lab):
+        with only_worker((a, b)[i % 2], lab.workers()):
             statuses.append(lab.get(source, BAD)[0])
     assert statuses == [401] * BURST
     for w in (a, b):  # the next one is refused by either worker, the guess unchecked
-        with only(w, lab):
+        with only_worker(w, lab.workers()):
             status, headers = lab.get(source, BAD)
             assert status == 429 and int(headers["retry-after"]) >= 1
             # a valid token from the throttled address is not checked either: a guess that happens
@@ -135,14 +118,14 @@ def test_failures_spread_over_both_workers_reach_the_limit_at_the_burst(lab: Lab
             assert lab.get(source, lab.token)[0] == 429
     # another address is untouched, on both workers (its own bucket)
     for w in (a, b):
-        with only(w, lab):
+        with only_worker(w, lab.workers()):
             assert lab.get("127.0.0.22", lab.token)[0] == 200
 
 
 def test_a_worker_started_again_keeps_the_count(lab: Lab) -> None:
     source = "127.0.0.23"
     a, _b = lab.workers()
-    with only(a, lab):
+    with only_worker(a, lab.workers()):
         assert [lab.get(source, BAD)[0] for _ in range(BURST)] == [401] * BURST
     os.kill(a.pid, signal.SIGKILL)  # the supervisor forks a new worker
     deadline = time.monotonic() + 30
@@ -154,7 +137,7 @@ def test_a_worker_started_again_keeps_the_count(lab: Lab) -> None:
     new = [w for w in lab.workers() if w.pid != a.pid]
     assert len(new) == 2
     for w in new:
-        with only(w, lab):
+        with only_worker(w, lab.workers()):
             assert lab.get(source, BAD)[0] == 429
 
 
@@ -173,7 +156,7 @@ def test_the_audit_logs_a_few_and_counts_the_rest_across_workers(lab: Lab) -> No
     a, b = lab.workers()
     total = 3 * FAILURES_LOGGED_PER_WINDOW  # 401s, then 429s: all failures of one window
     for i in range(total):
-        with only((a, b)[i % 2], lab):
+        with only_worker((a, b)[i % 2], lab.workers()):
             assert lab.get(source, BAD)[0] in (401, 429)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
