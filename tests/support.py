@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 import requests
 
+from helpers.catalog import Catalog
 from helpers.procs import free_port
 
 __all__ = [
@@ -173,3 +174,20 @@ def only_worker(worker: psutil.Process, workers: list[psutil.Process]) -> Iterat
     finally:
         for p in stopped:
             os.kill(p.pid, signal.SIGCONT)
+
+
+def share_crm_tables(cat: Catalog) -> None:
+    """The recipient tests' topology over registered ``crm.sales.customers``, ``crm.sales.orders`` and
+    ``crm.internal.secret``: ``crm_share`` (customers, with history) and ``orders_share`` granted to
+    ``analyst``; ``secret_share`` granted to no one."""
+    cat.create_share("crm_share")
+    cat.add_table_to_share(
+        "crm_share", "crm.sales.customers", alias="sales.customers", history=True
+    )
+    cat.create_share("orders_share")
+    cat.add_table_to_share("orders_share", "crm.sales.orders", alias="sales.orders")
+    cat.create_share("secret_share")
+    cat.add_table_to_share("secret_share", "crm.internal.secret", alias="internal.secret")
+    cat.create_recipient("analyst")
+    cat.grant("crm_share", "analyst")
+    cat.grant("orders_share", "analyst")

@@ -23,6 +23,7 @@ from helpers.catalog import Catalog
 from helpers.exceptions import AlreadyExistsError, InvalidArgumentError, NotFoundError, TokenError
 from helpers.profiles import profile_dict
 from helpers.profiles import write_profile as catalog_write_profile
+from tests.support import share_crm_tables
 
 
 def _customers(ids: list[int], tier: str = "BRONZE") -> pa.Table:
@@ -54,17 +55,7 @@ def shared(lab_home: Path, server_factory) -> dict:
     cat.register_table("crm.sales.customers", cust)
     cat.register_table("crm.sales.orders", orders)
     cat.register_table("crm.internal.secret", secret)
-    cat.create_share("crm_share")
-    cat.add_table_to_share(
-        "crm_share", "crm.sales.customers", alias="sales.customers", history=True
-    )
-    cat.create_share("orders_share")
-    cat.add_table_to_share("orders_share", "crm.sales.orders", alias="sales.orders")
-    cat.create_share("secret_share")
-    cat.add_table_to_share("secret_share", "crm.internal.secret", alias="internal.secret")
-    cat.create_recipient("analyst")
-    cat.grant("crm_share", "analyst")
-    cat.grant("orders_share", "analyst")
+    share_crm_tables(cat)
     server = server_factory(lab_home)
     profile = lab_home / "profiles" / "analyst.share"
     catalog_write_profile(profile, profile_dict(server.endpoint, cat.issue_token("analyst")))

@@ -31,6 +31,7 @@ from helpers.profiles import profile_dict
 from helpers.profiles import write_profile as catalog_write_profile
 from helpers.provider import Provider
 from helpers.recipient.shared_sql import find_shared_refs, split_statements
+from tests.support import share_crm_tables
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,17 +51,7 @@ def shared(lab_home: Path, server_factory) -> dict:
     cat.register_table("crm.sales.customers", data / "customers")
     cat.register_table("crm.sales.orders", data / "orders")
     cat.register_table("crm.internal.secret", data / "secret")
-    cat.create_share("crm_share")
-    cat.add_table_to_share(
-        "crm_share", "crm.sales.customers", alias="sales.customers", history=True
-    )
-    cat.create_share("orders_share")
-    cat.add_table_to_share("orders_share", "crm.sales.orders", alias="sales.orders")
-    cat.create_share("secret_share")
-    cat.add_table_to_share("secret_share", "crm.internal.secret", alias="internal.secret")
-    cat.create_recipient("analyst")
-    cat.grant("crm_share", "analyst")
-    cat.grant("orders_share", "analyst")
+    share_crm_tables(cat)
     server = server_factory(lab_home)
     profiles = lab_home / "profiles"
     catalog_write_profile(
