@@ -109,6 +109,14 @@ BOTH_BACKENDS = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow modules first: ``./run-demo.sh test`` hands whole files to the workers (``--dist loadfile``,
+    so a module's shared fixture, such as the hub's classroom, is made once), and the longest files
+    started first finish together instead of one worker waiting for the last of them (a stable sort:
+    the order inside a file is kept)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if (
         metafunc.definition.path.name in BOTH_BACKENDS

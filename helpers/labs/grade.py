@@ -106,31 +106,15 @@ def grade_notebook(
 ) -> LearnerResult:
     """Execute one learner notebook in a fresh lab home (own port), collect its check results and run the
     lab's hidden checks against the state it left."""
-    import papermill as pm
-
     from helpers.labs.hidden import run_hidden
 
     nb = nbformat.read(path, as_version=4)
     tasks = expected_tasks(nb)
-    error = ""
     with tempfile.TemporaryDirectory(prefix="sharelab-grade-") as tmp:
         home = Path(tmp) / "home"
         out = Path(tmp) / path.name
         with _environment(SHARELAB_HOME=str(home), SHARELAB_PORT=str(_free_port())):
-            try:
-                pm.execute_notebook(
-                    str(path),
-                    str(out),
-                    kernel_name=kernel_name,
-                    progress_bar=False,
-                    execution_timeout=timeout,
-                    cwd=str(path.parent),
-                    log_output=False,
-                )
-            except Exception as exc:  # a learner's error ends the run; what ran before still counts
-                error = (
-                    str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                )
+            error = _execute(path, out, kernel_name, timeout)
             executed = nbformat.read(out, as_version=4) if out.exists() else nb
             records = _records(executed, tasks, error)
             lab = _lab_of(records, path)
@@ -139,6 +123,38 @@ def grade_notebook(
             _stop_server(home)
     statuses = {r["task"]: r["status"] for r in records}
     return LearnerResult(path.stem, path, statuses, error, records)
+
+
+def _execute(path: Path, out: Path, kernel_name: str | None, timeout: int) -> str:
+    """Run the notebook with papermill into ``out``; the error that ended it ("" when none). A kernel that
+    died or stayed silent before the first cell (a machine under load) is started once more: the learner's
+    code never ran."""
+    import papermill as pm
+
+    error = ""
+    for attempt in range(2):
+        try:
+            pm.execute_notebook(
+                str(path),
+                str(out),
+                kernel_name=kernel_name,
+                progress_bar=False,
+                execution_timeout=timeout,
+                cwd=str(path.parent),
+                log_output=False,
+            )
+            return ""
+        except Exception as exc:  # a learner's error ends the run; what ran before still counts
+            error = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            if attempt == 0 and _kernel_never_started(error):
+                continue
+            return error
+    return error
+
+
+def _kernel_never_started(error: str) -> bool:
+    """The kernel died or stayed silent before the first cell (jupyter_client's start-up messages)."""
+    return any(m in error for m in ("before replying to kernel_info", "Kernel didn't respond"))
 
 
 def _stop_server(home: Path) -> None:

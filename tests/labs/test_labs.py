@@ -671,3 +671,36 @@ def test_grade_a_capstone_class(lab_home: Path, tmp_path: Path) -> None:
     assert grades.loc["eve", "points"] == 16
     report = (learners / "feedback" / "eve.html").read_text()
     assert "is not the number of customers you can e-mail" in report and "hint 1" in report
+
+
+def test_a_kernel_that_dies_at_start_up_is_started_once_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loaded machine can lose a kernel before its first cell: grading starts it again (the learner's
+    code never ran), but a learner's own error is never re-run."""
+    import papermill as pm
+
+    from helpers.labs import grade
+
+    calls: list[str] = []
+
+    def flaky(src: str, out: str, **_kw: object) -> None:
+        calls.append(src)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        Path(out).write_text(Path(src).read_text())
+
+    nb = tmp_path / "lab.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), nb)
+    monkeypatch.setattr(pm, "execute_notebook", flaky)
+    assert grade._execute(nb, tmp_path / "out.ipynb", None, 60) == ""
+    assert len(calls) == 2
+
+    def learner_error(src: str, out: str, **_kw: object) -> None:
+        calls.append(src)
+        raise RuntimeError("NameError: name 'x' is not defined")
+
+    calls.clear()
+    monkeypatch.setattr(pm, "execute_notebook", learner_error)
+    assert "NameError" in grade._execute(nb, tmp_path / "out.ipynb", None, 60)
+    assert len(calls) == 1

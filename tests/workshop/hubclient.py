@@ -58,7 +58,10 @@ class Hub:
         """Run ``code`` in a new kernel of ``user``'s server; stdout, the error (if any)."""
         base = f"{self.url}/user/{user}/api"
         headers = {"Authorization": f"token {self.token}"}
-        r = requests.post(f"{base}/kernels", headers=headers, json={}, verify=self.ca, timeout=60)
+        # a room starting kernels at once on two cores: the kernel and its websocket can take minutes
+        r = requests.post(
+            f"{base}/kernels", headers=headers, json={}, verify=self.ca, timeout=timeout
+        )
         assert r.status_code == 201, r.text
         kid = r.json()["id"]
         try:
@@ -75,6 +78,8 @@ class Hub:
             url.replace("https://", "wss://"),
             headers={"Authorization": f"token {self.token}"},
             ssl_options=ctx,
+            connect_timeout=timeout,
+            request_timeout=timeout,
         )
         ws = await websocket_connect(req)
         msg_id = uuid.uuid4().hex
