@@ -50,7 +50,8 @@ try:
     for rel in {notebooks!r}:
         path = os.path.join(home, rel)
         pm.execute_notebook(path, path, cwd=os.path.dirname(path), progress_bar=False,
-                            kernel_name='python3', start_timeout=300)
+                            kernel_name='python3', start_timeout=300,
+                            kernel_manager_class='helpers.kernels.IpcKernelManager')
     print(0, round(time.perf_counter() - t0, 2))
 except Exception as exc:
     print(1, round(time.perf_counter() - t0, 2)); print(repr(exc)[-2000:])

@@ -273,6 +273,8 @@ def _execute(
     """Execute one notebook with papermill; record its status, error, key figures and time in ``run``."""
     import papermill
 
+    from helpers.kernels import KERNEL_MANAGER
+
     start = time.monotonic()
     try:
         # Kernels inherit fd 2; their start-up chatter goes to a log file, not the terminal.
@@ -285,6 +287,7 @@ def _execute(
                 progress_bar=False,
                 execution_timeout=timeout,
                 kernel_name=kernel_name,
+                kernel_manager_class=KERNEL_MANAGER,
             )
         run.status = "ok"
         run.key_figures = collect_key_figures(nb)

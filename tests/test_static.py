@@ -63,7 +63,7 @@ def test_mypy() -> None:
 
 #: Stage of every top-level part of ``helpers``: a module may import its own stage or an earlier one.
 STAGES: dict[str, int] = {
-    **dict.fromkeys(("__init__", "exceptions", "idents", "home", "procs"), 0),
+    **dict.fromkeys(("__init__", "exceptions", "idents", "home", "procs", "kernels"), 0),
     "storage": 1,
     "catalog": 2,
     "datagen": 3,  # generate() registers the tables it writes in the catalog

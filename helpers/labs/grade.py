@@ -131,6 +131,8 @@ def _execute(path: Path, out: Path, kernel_name: str | None, timeout: int) -> st
     code never ran."""
     import papermill as pm
 
+    from helpers.kernels import KERNEL_MANAGER
+
     error = ""
     for attempt in range(2):
         try:
@@ -142,6 +144,7 @@ def _execute(path: Path, out: Path, kernel_name: str | None, timeout: int) -> st
                 execution_timeout=timeout,
                 cwd=str(path.parent),
                 log_output=False,
+                kernel_manager_class=KERNEL_MANAGER,
             )
             return ""
         except Exception as exc:  # a learner's error ends the run; what ran before still counts

@@ -79,6 +79,9 @@ c.Authenticator.allow_all = True  # only roster names with their join code get p
 c.Authenticator.admin_users = set()
 
 c.Spawner.cmd = [V["venv_bin"] + "/jupyterhub-singleuser"]
+# kernels on unix sockets in the attendee's runtime directory (0700): no other attendee can connect to
+# them, and a room of kernels starting at once cannot take each other's TCP ports (helpers.kernels)
+c.Spawner.args = ["--KernelManager.transport=ipc"]
 c.Spawner.default_url = "/lab"
 c.Spawner.notebook_dir = "~"
 c.Spawner.start_timeout = 120

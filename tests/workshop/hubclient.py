@@ -100,9 +100,17 @@ class Hub:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             raw = await asyncio.wait_for(ws.read_message(), timeout=deadline - time.monotonic())
-            if raw is None:
+            if raw is None:  # say so: an empty result must not look like a silent success
+                out["error"] = (
+                    f"websocket closed ({ws.close_code} {ws.close_reason}) before the run ended"
+                )
                 break
             msg = json.loads(raw)
+            status = msg.get("header", {}).get("msg_type") == "status"
+            state = msg["content"].get("execution_state") if status else None
+            if state in ("dead", "restarting"):  # the server's word that the kernel died
+                out["error"] = f"kernel {state} during the run"
+                break
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             kind, content = msg["header"]["msg_type"], msg["content"]
@@ -112,5 +120,6 @@ class Hub:
                 out["error"] = f"{content['ename']}: {content['evalue']}"
             elif kind == "status" and content.get("execution_state") == "idle":
                 break
+
         ws.close()
         return out

@@ -28,7 +28,8 @@ import papermill as pm
 home = os.path.expanduser('~')
 for rel in ({NB03!r}, {LAB2!r}):
     path = os.path.join(home, rel)
-    pm.execute_notebook(path, path, cwd=os.path.dirname(path), progress_bar=False, kernel_name='python3')
+    pm.execute_notebook(path, path, cwd=os.path.dirname(path), progress_bar=False, kernel_name='python3',
+                        kernel_manager_class='helpers.kernels.IpcKernelManager')
 print(getpass.getuser(), 'ran', 'both')
 """
 

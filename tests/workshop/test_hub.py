@@ -328,8 +328,15 @@ def test_attendees_are_isolated(classroom: tuple[LabHome, Hub, list]) -> None:
         "    try:\n        open(p, 'rb').read(1); print('READ', p)\n"
         "    except PermissionError:\n        print('denied')\n"
     )
+    probe += (
+        "import json, ipykernel.connect as c\n"
+        "info = json.loads(c.get_connection_info()); print(info['transport'], info['ip'])\n"
+    )
     out = h.run(user_a, probe)
-    assert out["stdout"].split() == ["denied"] * 3, out
+    *denied, transport, where = out["stdout"].split()
+    assert denied == ["denied"] * 3, out
+    # its kernel is on unix sockets in its own home: no port another attendee could connect to
+    assert transport == "ipc" and where.startswith(f"/home/{user_a}/"), out
     session = h.sign_in(_a, code_a)
     api = session.get(f"{h.url}/hub/api/users", timeout=30)
     assert api.status_code == 403  # not an admin: no user list, no admin pages
