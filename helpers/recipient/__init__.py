@@ -8,7 +8,8 @@ the lab's server, the reference server or a Databricks share.
 - :func:`load_profile`, :func:`tables`, :func:`list_tables` inspect what a profile grants;
 - :func:`load` / :func:`changes` read a table snapshot or its change data feed into pandas;
 - :func:`fast_load` reads a snapshot with one ``/query`` and concurrent downloads (the lean loader for
-  dashboards and mounts; :mod:`~helpers.recipient.fast`);
+  dashboards and mounts; :mod:`~helpers.recipient.fast`, its HTTP on kept connections in
+  :mod:`~helpers.recipient.keepalive`);
 - :class:`RecipientSession` is the recipient's SQL (``SHOW PROVIDERS``, ``DESCRIBE PROVIDER``, ``SHOW SHARES
   IN PROVIDER``, ``CREATE CATALOG x USING SHARE provider.share``...): a **live** shared catalog, zero-copy,
   read through the protocol at query time (:mod:`~helpers.recipient.shared_catalog`);
