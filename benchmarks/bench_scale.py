@@ -7,15 +7,19 @@ the figures: clients and servers share the machine's cores.
 
 1. tables of 1, 8 and 64 files (200,000 rows): the official client's ``load_as_pandas``, the lean loader
    (:func:`helpers.recipient.fast_load`) and deltalake's local read, medians; server CPU seconds per load;
+   the load average with each row (the loader alone, interleaved and against an older copy of it:
+   ``benchmarks/bench_loader.py``);
 2. ``POST /query`` throughput at 64 concurrent keep-alive connections (an asyncio client), 1 worker vs 2;
 3. a burst of 32 recipients (one process and one token each) calling ``load_as_pandas`` on a 100,000-row
    table at the same moment: errors, p50/p99 of one read, the burst's wall time vs 32 sequential reads;
-4. ``Catalog.authenticate`` and ``/query`` latency, PostgreSQL catalog vs SQLite.
+4. ``Catalog.authenticate`` and ``/query`` latency, PostgreSQL catalog vs SQLite, with the one-statement
+   token lookup authenticate made before the access-generation cache and one ``SELECT 1`` (the round-trip
+   floor) side by side (``--only auth`` runs this section alone).
 
 The official client against a static file server, requests per file, per-request cost and the
 single-stream download vs nginx are in ``benchmarks/bench_files.py``.
 
-Run: ``.venv/bin/python benchmarks/bench_scale.py [--quick] [--burst N]``.
+Run: ``.venv/bin/python benchmarks/bench_scale.py [--quick] [--burst N] [--only auth|load]``.
 """
 
 from __future__ import annotations
@@ -220,25 +224,115 @@ def burst(home: Path, root: Path, clients: int) -> None:
         print(f"   error sample: {e}")
 
 
-def latencies(home: Path, reps: int) -> tuple[float, float]:
+def _one_statement_lookup(cat: Any, token: str) -> Callable[[], Any]:
+    """What ``authenticate`` ran on every call before the access-generation cache: the token's one
+    statement (candidates by prefix joined with the recipient), for a side-by-side figure."""
+    from helpers.catalog.tokens import TOKEN_PREFIX_CHARS, hash_token
+
+    sql = (
+        "SELECT t.token_hash AS tok_hash, t.expires_at AS tok_expires, t.revoked_at AS tok_revoked, "
+        "r.* FROM tokens t JOIN recipients r ON r.id = t.recipient_id WHERE t.prefix = ?"
+    )
+
+    def lookup() -> Any:
+        digest = hash_token(token)
+        rows = cat.db.read_one(lambda c: c.execute(sql, (token[:TOKEN_PREFIX_CHARS],)).fetchall())
+        return [r for r in rows if r["tok_hash"] == digest]
+
+    return lookup
+
+
+def latencies(home: Path, reps: int) -> dict[str, float]:
+    """Median ms: authenticate (remembered under the access generation), the one-statement lookup it
+    replaced, one ``SELECT 1`` (the backend's round-trip floor), and ``/query`` over HTTP."""
     cat = open_catalog(home)
     token = cat.issue_token("r").token
-    auth = median_time(lambda: cat.authenticate(token), reps * 10) * 1e3
+    lookup = _one_statement_lookup(cat, token)
+    floor = lambda: cat.db.read_one(lambda c: c.execute("SELECT 1").fetchone())  # noqa: E731
+    out: dict[str, float] = {}
+    for _ in range(3):  # interleaved rounds: the machine's load hits every figure alike
+        for name, fn in (
+            ("auth", lambda: cat.authenticate(token)),
+            ("lookup", lookup),
+            ("floor", floor),
+        ):
+            out.setdefault(name, 1e9)
+            out[name] = min(out[name], median_time(fn, reps * 10) * 1e3)
     state = start(home, port=free_port(), workers=1)
     try:
         s = requests.Session()
         s.headers["Authorization"] = f"Bearer {token}"
         url = state["endpoint"] + "shares/s/schemas/sch/tables/t8/query"
-        q = median_time(lambda: s.post(url, json={}).raise_for_status(), reps) * 1e3
+        out["query"] = median_time(lambda: s.post(url, json={}).raise_for_status(), reps) * 1e3
     finally:
         stop(home)
-    return auth, q
+    return out
+
+
+def _row(label: str, f: dict[str, float]) -> str:
+    return (
+        f"   {label:<11} authenticate {f['auth']:7.3f} ms (before: one-statement lookup "
+        f"{f['lookup']:7.3f} ms; SELECT 1 floor {f['floor']:7.3f} ms)   /query {f['query']:7.2f} ms"
+    )
+
+
+def backend_latencies(root: Path, home: Path, t8: Path) -> None:
+    """Section 4: authenticate and /query on SQLite vs a throw-away PostgreSQL cluster."""
+    print("\n4. catalog backends: authenticate (in process) and /query (HTTP), median ms")
+    sq = latencies(home, 50)
+    print(_row("SQLite:", sq))
+    try:
+        from tests.pg import postgres_cluster, skip_reason
+
+        reason = skip_reason()
+        if reason:
+            print(f"   PostgreSQL: skipped ({reason})")
+            return
+        with postgres_cluster() as cluster:
+            os.environ["SHARELAB_CATALOG_URL"] = cluster.url("bench")
+            pg_home = root / "pg-home"
+            Provider(pg_home).sql(
+                f"CREATE TABLE b.sch.t8 LOCATION '{t8}'; CREATE SHARE s; "
+                "ALTER SHARE s ADD TABLE b.sch.t8; CREATE RECIPIENT r; "
+                "GRANT SELECT ON SHARE s TO RECIPIENT r"
+            )
+            pg = latencies(pg_home, 50)
+            os.environ.pop("SHARELAB_CATALOG_URL", None)
+        print(_row("PostgreSQL:", pg))
+        print(
+            f"   ratios PostgreSQL/SQLite: authenticate {pg['auth'] / sq['auth']:.2f}x (before "
+            f"{pg['lookup'] / sq['lookup']:.2f}x; PostgreSQL's floor alone is "
+            f"{pg['floor'] / sq['auth']:.2f}x SQLite's authenticate)   /query {pg['query'] / sq['query']:.2f}x"
+        )
+    finally:
+        os.environ.pop("SHARELAB_CATALOG_URL", None)
+
+
+def make_auth_tables(root: Path, home: Path) -> Path:
+    """The 8-file table and the share section 4 needs (``--only auth``)."""
+    path = root / "t8"
+    per = ROWS // 8
+    for i in range(8):
+        write_deltalake(
+            str(path), pd.DataFrame({"id": range(i * per, (i + 1) * per)}), mode="append"
+        )
+    Provider(home).sql(
+        f"CREATE SHARE s; CREATE TABLE b.sch.t8 LOCATION '{path}'; ALTER SHARE s ADD TABLE b.sch.t8; "
+        "CREATE RECIPIENT r; GRANT SELECT ON SHARE s TO RECIPIENT r"
+    )
+    return path
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, shorter load")
     ap.add_argument("--burst", type=int, default=32, help="recipients of the burst (default 32)")
+    ap.add_argument(
+        "--only",
+        choices=("all", "auth", "load"),
+        default="all",
+        help="auth: section 4 alone (authenticate); load: section 1 alone (the loads)",
+    )
     a = ap.parse_args()
     reps = 2 if a.quick else 5
     seconds = 3.0 if a.quick else 8.0
@@ -252,12 +346,17 @@ def main() -> int:
 
     try:
         home = root / "home"
+        if a.only == "auth":
+            backend_latencies(root, home, make_auth_tables(root, home))
+            print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            return 0
         tables = make_tables(root, home)
         state = start(home, port=free_port(), workers=1)
         profile = profile_for(home, state, root / "r.share")
         print("\n1. load of a 200,000-row table (median s; ratio to the local read)")
         print(
             f"{'files':>6} {'local':>8} {'official':>9} {'ratio':>6} {'fast':>8} {'ratio':>6} {'srv CPU/load':>13}"
+            f" {'load avg':>9}"
         )
         for n, path in ((n, p) for n, p in tables.items() if isinstance(n, int)):
             url = f"{profile}#s.sch.t{n}"
@@ -268,9 +367,12 @@ def main() -> int:
             fast = median_time(lambda u=url: fast_load(u), reps)
             print(
                 f"{n:>6} {local:>8.3f} {official:>9.3f} {official / local:>6.2f} {fast:>8.3f} "
-                f"{fast / local:>6.2f} {cpu_official:>12.3f}s"
+                f"{fast / local:>6.2f} {cpu_official:>12.3f}s {os.getloadavg()[0]:>9.2f}"
             )
         stop(home)
+        if a.only == "load":
+            print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            return 0
         print(f"\n2. POST /query (8-file table), 64 concurrent connections, {seconds:.0f} s")
         one, e1 = query_throughput(home, 1, seconds)
         two, e2 = query_throughput(home, 2, seconds)
@@ -281,33 +383,7 @@ def main() -> int:
             f"\n3. burst of {a.burst} recipients, load_as_pandas of {BURST_ROWS:,} rows at the same moment"
         )
         burst(home, root, a.burst)
-        print("\n4. catalog backends: authenticate (in process) and /query (HTTP), median ms")
-        sa, sq = latencies(home, 50)
-        row = f"   SQLite:     authenticate {sa:7.3f} ms   /query {sq:7.2f} ms"
-        print(row)
-        try:
-            from tests.pg import postgres_cluster, skip_reason
-
-            reason = skip_reason()
-            if reason:
-                print(f"   PostgreSQL: skipped ({reason})")
-            else:
-                with postgres_cluster() as cluster:
-                    os.environ["SHARELAB_CATALOG_URL"] = cluster.url("bench")
-                    pg_home = root / "pg-home"
-                    Provider(pg_home).sql(
-                        f"CREATE TABLE b.sch.t8 LOCATION '{tables[8]}'; CREATE SHARE s; "
-                        "ALTER SHARE s ADD TABLE b.sch.t8; CREATE RECIPIENT r; "
-                        "GRANT SELECT ON SHARE s TO RECIPIENT r"
-                    )
-                    pa_, pq_ = latencies(pg_home, 50)
-                    os.environ.pop("SHARELAB_CATALOG_URL", None)
-                print(
-                    f"   PostgreSQL: authenticate {pa_:7.3f} ms   /query {pq_:7.2f} ms   "
-                    f"ratios {pa_ / sa:.2f}x / {pq_ / sq:.2f}x"
-                )
-        finally:
-            os.environ.pop("SHARELAB_CATALOG_URL", None)
+        backend_latencies(root, home, tables[8])
         print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         with_home = root / "home"

@@ -185,9 +185,10 @@ def test_abandoned_get_is_not_read_to_the_end(served: dict[str, Any]) -> None:
     before = _read_chars(server)
     assert asyncio.run(_abandon(served["url"], 4)) == [200] * 4
     read = _read_chars(server) - before
-    # each abandoned GET costs a small chunk or two, never megabytes (about 2.7 MB each when the
-    # server read 1 MiB chunks ahead of a client that was gone)
-    assert read < 4 * 512 * 1024, read
+    # each abandoned GET costs the few first chunks that loopback's socket buffers take before the
+    # close is seen (up to about 0.9 MB on a loaded machine), never the 12 MB file (about 2.7 MB each
+    # when the server read 1 MiB chunks ahead of a client that was gone)
+    assert read < 4 * 1024 * 1024, read
     # and the server still answers on fresh connections
     assert requests.head(served["url"], timeout=10).status_code == 200
 

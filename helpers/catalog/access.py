@@ -9,6 +9,11 @@
   again when they are used: revoking the tokens or the grant, removing the table from the share or
   changing its partition filter (or the recipient's filtering property) changes the stamp, so every
   URL and token minted before stops working at once.
+
+Both are remembered per process while the catalog's access generation (:mod:`.generation`, a counter
+every access-changing write bumps in its own transaction) is unchanged: a check is then one one-row read
+instead of the joins, and as current as the catalog (a revocation through any process or replica bumps
+the counter). Token expiry is time-based and checked locally against the remembered ``expires_at``.
 """
 
 from __future__ import annotations
@@ -18,16 +23,17 @@ import hmac
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from helpers.catalog import clock
 from helpers.catalog.db import Database
+from helpers.catalog.generation import GenerationCache, ensure_generation, read_generation
 from helpers.catalog.models import Recipient, SharedTable
 from helpers.catalog.names import name_key
 from helpers.catalog.rows import find_row
 from helpers.catalog.tokens import TOKEN_PREFIX_CHARS, hash_token
 
-__all__ = ["AccessMixin", "TokenStatus"]
+__all__ = ["AccessFacts", "AccessMixin", "TokenStatus"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,32 @@ class TokenStatus:
     state: str
 
 
+class AccessFacts(NamedTuple):
+    """What :meth:`AccessMixin.access_facts` found: the stamp, the token's expiry (epoch seconds) and
+    the access generation it was read at."""
+
+    stamp: str
+    expires_at: float
+    generation: int | None
+
+
+@dataclass(frozen=True)
+class _KnownToken:
+    token_id: str
+    recipient: Recipient
+    expires_at: float
+    revoked: bool
+
+    def status(self) -> TokenStatus:
+        if self.revoked:
+            state = "revoked"
+        elif not self.expires_at > clock.now():
+            state = "expired"
+        else:
+            state = "live"
+        return TokenStatus(self.token_id, self.recipient, state)
+
+
 class AccessMixin:
     """Token ownership and access stamps of :class:`~helpers.catalog.Catalog`."""
 
@@ -47,34 +79,68 @@ class AccessMixin:
 
         def _shared_tables(self, conn: sqlite3.Connection, share: str) -> list[SharedTable]: ...
 
+    def _access_caches(self) -> tuple[GenerationCache, GenerationCache] | None:
+        """(tokens by digest, access facts by token and table) of this catalog object, made on first use;
+        None while the access generation cannot be read yet (then nothing is remembered)."""
+        caches: tuple[GenerationCache, GenerationCache] | None = self.__dict__.get("_gen_caches")
+        if caches is None:
+            if not ensure_generation(self.db):
+                return None
+            caches = self.__dict__.setdefault("_gen_caches", (GenerationCache(), GenerationCache()))
+        return caches
+
+    def _ready_caches(self) -> tuple[GenerationCache, GenerationCache] | None:
+        """The caches when already made (never sets them up: a first answer does not wait for that)."""
+        caches: tuple[GenerationCache, GenerationCache] | None = self.__dict__.get("_gen_caches")
+        return caches
+
+    def access_generation(self) -> int | None:
+        """The catalog's access generation now (one one-row statement; joins the current transaction),
+        or None when it cannot be read yet (see :func:`~helpers.catalog.generation.ensure_generation`)."""
+        if self._access_caches() is None:
+            return None
+        return self.db.read_one(read_generation)
+
     def token_status(self, token: str | None) -> TokenStatus | None:
         """The owner and state of ``token`` (None when the catalog never issued it).
 
-        One statement: the token's candidates by prefix joined with their recipient.
+        Remembered by digest while the access generation holds (then one one-row read); else one
+        statement: the token's candidates by prefix joined with their recipient, and the generation.
         """
         if not token or not isinstance(token, str) or len(token) > 512:
             return None
         digest = hash_token(token)
+        caches = self._ready_caches()
+        generation = None if caches is None else self.access_generation()
+        if caches is not None and generation is not None:
+            known: _KnownToken | None = caches[0].get(digest, generation)
+            if known is not None:
+                return known.status()
 
-        def body(conn: sqlite3.Connection) -> TokenStatus | None:
+        def body(conn: sqlite3.Connection) -> _KnownToken | None:
             for cand in conn.execute(
                 "SELECT t.id AS tok_id, t.token_hash AS tok_hash, t.expires_at AS tok_expires, "
                 "t.revoked_at AS tok_revoked, r.* FROM tokens t "
                 "JOIN recipients r ON r.id = t.recipient_id WHERE t.prefix = ?",
                 (token[:TOKEN_PREFIX_CHARS],),
             ):
-                if not hmac.compare_digest(cand["tok_hash"], digest):
-                    continue
-                if cand["tok_revoked"] is not None:
-                    state = "revoked"
-                elif not cand["tok_expires"] > clock.now():
-                    state = "expired"
-                else:
-                    state = "live"
-                return TokenStatus(cand["tok_id"], Recipient.from_row(cand), state)
+                if hmac.compare_digest(cand["tok_hash"], digest):
+                    return _KnownToken(
+                        cand["tok_id"],
+                        Recipient.from_row(cand),
+                        float(cand["tok_expires"]),
+                        cand["tok_revoked"] is not None,
+                    )
             return None
 
-        return self.db.read_one(body)  # one statement
+        # one statement, read after the generation: what it finds is at least that new
+        found = self.db.read_one(body)
+        status = None if found is None else found.status()  # now, before any setup below
+        if found is not None and caches is not None and generation is not None:
+            caches[0].put(digest, found, generation)
+        elif caches is None:
+            self._access_caches()  # made for the next call
+        return status
 
     def access_stamp(
         self,
@@ -92,53 +158,99 @@ class AccessMixin:
             the share, never a view): its entry is not read again (one statement in all, instead of
             eight on PostgreSQL); the digest is the same as without it.
         """
+        facts = self.access_facts(token_id, share, schema, table, known)
+        return None if facts is None else facts.stamp
 
-        def body(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "SELECT t.expires_at AS tok_expires, t.revoked_at AS tok_revoked, "
-                "s.id AS s_id, s.name AS s_name, g.share_id AS g_share, g.granted_at AS g_at, r.* "
-                "FROM tokens t JOIN recipients r ON r.id = t.recipient_id "
-                "LEFT JOIN shares s ON s.name = ? "
-                "LEFT JOIN grants g ON g.recipient_id = t.recipient_id AND g.share_id = s.id "
-                "WHERE t.id = ?",
-                (share, token_id),
-            ).fetchone()
-            if (
-                row is None
-                or row["tok_revoked"] is not None
-                or not row["tok_expires"] > clock.now()
-            ):
-                return None
-            recipient = Recipient.from_row(row)
-            share_name, grant = row["s_name"], (row["g_share"], row["g_at"])
-            if row["s_id"] is None:  # not the exact spelling: the catalog's name rule (name_key)
-                srow = find_row(conn, "shares", share)
-                found_grant = (
-                    None
-                    if srow is None
-                    else conn.execute(
-                        "SELECT share_id, granted_at FROM grants WHERE recipient_id = ? AND share_id = ?",
-                        (recipient.id, srow["id"]),
-                    ).fetchone()
-                )
-                if srow is None or found_grant is None:
-                    return None
-                share_name, grant = srow["name"], (found_grant[0], found_grant[1])
-            if grant[0] is None:
-                return None
-            want = (name_key(schema), name_key(table))
-            found = (
-                [known]
-                if known is not None and (name_key(known.schema), name_key(known.name)) == want
-                else [
-                    t
-                    for t in self._shared_tables(conn, share_name)
-                    if (name_key(t.schema), name_key(t.name)) == want
-                ]
+    def access_facts(
+        self,
+        token_id: str,
+        share: str,
+        schema: str,
+        table: str,
+        known: SharedTable | None = None,
+    ) -> AccessFacts | None:
+        """:meth:`access_stamp` with the token's expiry and the generation it holds at (None: no access).
+
+        Remembered while the access generation holds; a stamp made from the caller's ``known`` entry is
+        not remembered (the caller's copy may be older than the catalog).
+        """
+        caches = self._ready_caches()
+        key = (token_id, share, schema, table)
+        generation = None if caches is None else self.access_generation()
+        hit: AccessFacts | None = None
+        if caches is not None and generation is not None:
+            hit = caches[1].get(key, generation)
+        if hit is None:
+            hit = self.db.read(
+                lambda conn: self._read_facts(conn, token_id, share, schema, table, known)
             )
-            return _stamp(token_id, recipient, grant, found[0] if found else None)
+            if caches is not None and hit is not None and hit.generation is not None:
+                if known is None:
+                    caches[1].put(key, hit, hit.generation)
+        answer = None if hit is None or not hit.expires_at > clock.now() else hit
+        if caches is None:
+            self._access_caches()  # made for the next call
+        return answer
 
-        return self.db.read(body)
+    def _read_facts(
+        self,
+        conn: sqlite3.Connection,
+        token_id: str,
+        share: str,
+        schema: str,
+        table: str,
+        known: SharedTable | None,
+    ) -> AccessFacts | None:
+        # first: the same snapshot as the facts below (None: not remembered)
+        generation = read_generation(conn) if self._ready_caches() is not None else None
+        row = conn.execute(
+            "SELECT t.expires_at AS tok_expires, t.revoked_at AS tok_revoked, "
+            "s.id AS s_id, s.name AS s_name, g.share_id AS g_share, g.granted_at AS g_at, r.* "
+            "FROM tokens t JOIN recipients r ON r.id = t.recipient_id "
+            "LEFT JOIN shares s ON s.name = ? "
+            "LEFT JOIN grants g ON g.recipient_id = t.recipient_id AND g.share_id = s.id "
+            "WHERE t.id = ?",
+            (share, token_id),
+        ).fetchone()
+        if row is None or row["tok_revoked"] is not None or not row["tok_expires"] > clock.now():
+            return None
+        recipient = Recipient.from_row(row)
+        share_name, grant = row["s_name"], (row["g_share"], row["g_at"])
+        if row["s_id"] is None:  # not the exact spelling: the catalog's name rule (name_key)
+            found_share = _grant_by_name(conn, share, recipient.id)
+            if found_share is None:
+                return None
+            share_name, grant = found_share
+        if grant[0] is None:
+            return None
+        want = (name_key(schema), name_key(table))
+        found = (
+            [known]
+            if known is not None and (name_key(known.schema), name_key(known.name)) == want
+            else [
+                t
+                for t in self._shared_tables(conn, share_name)
+                if (name_key(t.schema), name_key(t.name)) == want
+            ]
+        )
+        stamp = _stamp(token_id, recipient, grant, found[0] if found else None)
+        return AccessFacts(stamp, float(row["tok_expires"]), generation)
+
+
+def _grant_by_name(
+    conn: sqlite3.Connection, share: str, recipient_id: str
+) -> tuple[str, tuple[Any, Any]] | None:
+    """(the share's own name, its grant to the recipient) of a share spelled otherwise, or None."""
+    srow = find_row(conn, "shares", share)
+    if srow is None:
+        return None
+    found = conn.execute(
+        "SELECT share_id, granted_at FROM grants WHERE recipient_id = ? AND share_id = ?",
+        (recipient_id, srow["id"]),
+    ).fetchone()
+    if found is None:
+        return None
+    return srow["name"], (found[0], found[1])
 
 
 def _stamp(

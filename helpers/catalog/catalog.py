@@ -17,6 +17,7 @@ from helpers.catalog.audit import AuditMixin
 from helpers.catalog.backends import catalog_url, is_postgres_url, redact_url, url_for_path
 from helpers.catalog.checks import check_comment
 from helpers.catalog.db import Database
+from helpers.catalog.generation import ensure_generation
 from helpers.catalog.governance import COMPONENT as GOVERNANCE_COMPONENT
 from helpers.catalog.governance import MIGRATIONS as GOVERNANCE_MIGRATIONS
 from helpers.catalog.governance import GovernanceMixin
@@ -31,6 +32,8 @@ from helpers.catalog.recipients import RecipientsMixin
 from helpers.catalog.rows import recipient_row, share_row
 from helpers.catalog.schema import COMPONENT, MIGRATIONS
 from helpers.catalog.shares import SharesMixin
+from helpers.catalog.views_schema import COMPONENT as VIEWS_COMPONENT
+from helpers.catalog.views_schema import MIGRATIONS as VIEWS_MIGRATIONS
 from helpers.exceptions import InvalidArgumentError, SharelabError
 from helpers.home import LabHome
 
@@ -80,6 +83,8 @@ class Catalog(
             self.db.ensure_schema(GOVERNANCE_COMPONENT, GOVERNANCE_MIGRATIONS)
             self.db.ensure_schema(LINEAGE_COMPONENT, LINEAGE_MIGRATIONS)
             self.db.ensure_schema(OBJECTS_COMPONENT, OBJECTS_MIGRATIONS)  # catalogs, schemas
+            self.db.ensure_schema(VIEWS_COMPONENT, VIEWS_MIGRATIONS)  # shared views, IP lists
+            ensure_generation(self.db)  # last: a trigger on every table that decides access
         except sqlite3.DatabaseError as exc:  # not a database, unreadable directory, disk full...
             self.close()
             raise SharelabError(

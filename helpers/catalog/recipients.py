@@ -7,7 +7,7 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from helpers.catalog import clock
 from helpers.catalog.checks import check_comment, coerce_properties
@@ -33,6 +33,9 @@ from helpers.catalog.tokens import (
 )
 from helpers.exceptions import AlreadyExistsError, InvalidArgumentError, TokenError
 
+if TYPE_CHECKING:
+    from helpers.catalog.access import TokenStatus
+
 __all__ = ["RecipientsMixin"]
 
 
@@ -40,6 +43,9 @@ class RecipientsMixin:
     """Recipients, tokens, activation codes and grants of :class:`~helpers.catalog.Catalog`."""
 
     db: Database
+    if TYPE_CHECKING:  # provided by AccessMixin
+
+        def token_status(self, token: str | None) -> TokenStatus | None: ...
 
     # -- recipients ------------------------------------------------------------------------------
 
@@ -256,28 +262,12 @@ class RecipientsMixin:
         return self.db.read(body)
 
     def authenticate(self, token: str | None) -> Recipient | None:
-        """The recipient owning the live token ``token``, or None (unknown, expired, revoked or malformed)."""
-        if not token or not isinstance(token, str) or len(token) > 512:
-            return None
-        digest = hash_token(token)
-        prefix = token[:TOKEN_PREFIX_CHARS]
+        """The recipient owning the live token ``token``, or None (unknown, expired, revoked or malformed).
 
-        def body(conn: sqlite3.Connection) -> Recipient | None:
-            now = clock.now()
-            match = None
-            for cand in conn.execute(  # one statement: the candidates with their recipient
-                "SELECT t.token_hash AS tok_hash, t.expires_at AS tok_expires, "
-                "t.revoked_at AS tok_revoked, r.* FROM tokens t "
-                "JOIN recipients r ON r.id = t.recipient_id WHERE t.prefix = ?",
-                (prefix,),
-            ):
-                if hmac.compare_digest(cand["tok_hash"], digest):
-                    match = cand
-            if match is None or match["tok_revoked"] is not None or not match["tok_expires"] > now:
-                return None
-            return Recipient.from_row(match)
-
-        return self.db.read_one(body)  # one statement
+        :meth:`token_status`: remembered while the catalog's access generation holds (one one-row read).
+        """
+        found = self.token_status(token)
+        return found.recipient if found is not None and found.state == "live" else None
 
     # -- activation ------------------------------------------------------------------------------
 

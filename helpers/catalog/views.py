@@ -1,7 +1,7 @@
 """Shared views and recipients' IP access lists, kept in ``catalog.db`` as the ``shared_views`` component.
 
-The tables are this module's own (:meth:`Database.ensure_schema` with :data:`COMPONENT`, created the first
-time a :class:`ViewStore` is opened on a catalog), so the catalog's migration chain stays untouched:
+The tables are the ``shared_views`` component's (:mod:`helpers.catalog.views_schema`, made when a catalog
+is opened), so the catalog's migration chain stays untouched:
 
 - ``view_defs``: ``CREATE VIEW c.s.v AS SELECT ...``: the query with its table names fully qualified, the
   provider tables it reads (``sources``), the recipient properties it uses and its columns;
@@ -28,6 +28,7 @@ from helpers.catalog.catalog import Catalog
 from helpers.catalog.checks import check_comment
 from helpers.catalog.db import Database
 from helpers.catalog.names import split_name, validate_name
+from helpers.catalog.views_schema import COMPONENT, MIGRATIONS
 from helpers.exceptions import AlreadyExistsError, InvalidArgumentError, NotFoundError
 
 __all__ = [
@@ -41,49 +42,8 @@ __all__ = [
     "view_store",
 ]
 
-#: The schema component of this module's tables.
-COMPONENT = "shared_views"
 #: Most entries an IP access list may hold (Databricks' limit).
 MAX_IP_ENTRIES = 100
-
-_SCHEMA_V1 = (
-    """CREATE TABLE view_defs (
-        id          TEXT PRIMARY KEY,
-        name        TEXT NOT NULL,
-        name_key    TEXT NOT NULL UNIQUE,
-        catalog     TEXT NOT NULL,
-        schema_key  TEXT NOT NULL,
-        query       TEXT NOT NULL,
-        sources     TEXT NOT NULL,
-        props       TEXT NOT NULL,
-        columns     TEXT NOT NULL,
-        comment     TEXT,
-        created_at  REAL NOT NULL
-    )""",
-    """CREATE TABLE share_views (
-        id        TEXT PRIMARY KEY,
-        share_id  TEXT NOT NULL REFERENCES shares (id) ON DELETE CASCADE,
-        view_id   TEXT NOT NULL REFERENCES view_defs (id),
-        alias     TEXT NOT NULL,
-        alias_key TEXT NOT NULL,
-        comment   TEXT,
-        added_at  REAL NOT NULL,
-        UNIQUE (share_id, alias_key)
-    )""",
-    """CREATE TABLE recipient_ip_access (
-        recipient_id TEXT PRIMARY KEY REFERENCES recipients (id) ON DELETE CASCADE,
-        entries      TEXT NOT NULL,
-        updated_at   REAL NOT NULL
-    )""",
-)
-
-
-def _migrate_to_1(conn: sqlite3.Connection) -> None:
-    for statement in _SCHEMA_V1:
-        conn.execute(statement)
-
-
-MIGRATIONS = {1: _migrate_to_1}
 
 
 @dataclass(frozen=True)

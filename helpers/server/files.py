@@ -3,9 +3,16 @@
 The official client makes about 11 requests per file (HEADs, 64 KiB footer reads, GETs without a Range
 that it abandons after the headers), so what one request costs matters more than the stream's speed:
 
-- **one thread hop** per request: the signature, the access stamp (revocation), the IP access list and
-  ``stat`` run together in one call on the thread pool (:func:`_grant`); a ``HEAD`` never opens the file,
-  and a range of at most :data:`SMALL_RANGE` bytes is read in the same hop with one ``os.pread``;
+- **the checks once per URL**: the signature, the access stamp (revocation), the file of the version and
+  the IP access list run together in one catalog read transaction (:func:`_resolve`), and the answer is
+  remembered while the catalog's access generation holds (:mod:`helpers.server.grantcache`): the
+  client's next requests for the same URL cost one one-row catalog read, and a revocation through any
+  process or replica is seen at the very next request;
+- **at most one thread hop** before the answer: on a SQLite catalog a remembered grant is answered on
+  the event loop (the generation read, ``stat``, and one ``os.pread`` of a range of at most
+  :data:`INLINE_RANGE` bytes or of a whole file that small); otherwise the checks (or, on PostgreSQL,
+  the generation's round trip), ``stat`` and a range of at most :data:`SMALL_RANGE` bytes run in one
+  call on the thread pool (:func:`_grant`); a ``HEAD`` never opens the file;
 - **no read-ahead for a client that is gone**: a full ``GET`` streams with ``os.pread`` chunks that start
   at 64 KiB and double up to 1 MiB, each read only once the previous one was handed to the connection,
   and stops at the first ``http.disconnect`` (a client that reads the headers and closes costs about one
@@ -35,6 +42,7 @@ from starlette.types import Receive, Scope, Send
 from helpers.server.audit import AuditInfo
 from helpers.server.cluster import accel_redirect_path
 from helpers.server.errors import ApiError
+from helpers.server.grantcache import grant_cache, url_key
 from helpers.server.service import SharingService
 
 __all__ = ["SMALL_RANGE", "download"]
@@ -89,11 +97,19 @@ def _single_range(header: str | None, size: int) -> tuple[tuple[int, int] | None
     return (start, end), False
 
 
-def _grant(svc: SharingService, request: Request, info: AuditInfo) -> _Grant:
-    """The one thread hop of a download: signature + revocation + IP list + stat (+ a small range)."""
+INLINE_RANGE = 64 * 1024
+"""On the event loop (a remembered grant, SQLite catalog) at most this many bytes are read at once (a
+``stat`` and one ``pread``: less than the thread hop it saves); a bigger body streams."""
+
+
+def _resolve(svc: SharingService, request: Request, info: AuditInfo) -> str:
+    """The file a signed URL grants: signature + revocation + IP list in one catalog read transaction,
+    remembered with the access generation read first in it (:mod:`helpers.server.grantcache`)."""
     q = request.query_params
+    key = url_key(request)
 
     def checked(_conn: object) -> str:  # one catalog read transaction (one commit on PostgreSQL)
+        generation = svc.catalog.access_generation()  # the same snapshot as the checks below
         path = svc.resolve_download(
             request.path_params["token"],
             q.get("exp") or "",
@@ -102,11 +118,27 @@ def _grant(svc: SharingService, request: Request, info: AuditInfo) -> _Grant:
             q.get("rcp") or "",
         )
         svc.check_address(request, info.recipient)  # IP access list (403)
+        grant_cache(svc).remember(svc, key, path, info, generation)
         return path
 
     svc.view_store  # noqa: B018 - made (schemas ensured: writes) before the read transaction
     svc.materializer  # noqa: B018
-    path = svc.catalog.db.read(checked)
+    svc.catalog.access_generation()  # the counter made (a write, once) before the read transaction
+    return svc.catalog.db.read(checked)
+
+
+def _grant(
+    svc: SharingService, request: Request, info: AuditInfo, path: str | None, look: bool
+) -> _Grant:
+    """The thread hop of a download: the remembered grant (when ``look``) or else the checks (unless
+    ``path`` was remembered already), then stat and a small range."""
+    if look:
+        path = grant_cache(svc).lookup(svc, url_key(request), info)
+    return _prepare(path or _resolve(svc, request, info), request, SMALL_RANGE)
+
+
+def _prepare(path: str, request: Request, read_limit: int) -> _Grant:
+    """``stat`` the granted file and parse the Range; read a range of at most ``read_limit`` bytes."""
     accel = accel_redirect_path(path)  # behind nginx: it streams the file (server.cluster)
     try:
         st = os.stat(path)
@@ -126,18 +158,23 @@ def _grant(svc: SharingService, request: Request, info: AuditInfo) -> _Grant:
         grant.fallback = True
         return grant
     grant.span, grant.fallback = _single_range(headers.get("range"), st.st_size)
-    if (
-        grant.span is not None
-        and request.method != "HEAD"
-        and grant.span[1] - grant.span[0] <= SMALL_RANGE
-    ):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            grant.data = os.pread(fd, grant.span[1] - grant.span[0], grant.span[0])
-        finally:
-            os.close(fd)
+    if request.method == "HEAD" or grant.fallback:
+        return grant
+    if grant.span is not None and grant.span[1] - grant.span[0] <= read_limit:
+        grant.data = _pread(path, grant.span[1] - grant.span[0], grant.span[0])
         grant.span = (grant.span[0], grant.span[0] + len(grant.data))
+    elif grant.span is None and st.st_size <= min(read_limit, FIRST_CHUNK):
+        # a whole small file in one read: what the stream's first chunk would have read anyway
+        grant.data = _pread(path, st.st_size, 0)
     return grant
+
+
+def _pread(path: str, size: int, offset: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
 
 
 def _headers(st: os.stat_result) -> dict[str, str]:
@@ -164,6 +201,8 @@ class _FileBody(Response):
             status = 206
             headers["content-range"] = f"bytes {self._start}-{self._end - 1}/{st.st_size}"
             headers["content-length"] = str(self._end - self._start)
+        elif grant.data is not None:  # the whole file, read at once (its length as read)
+            headers["content-length"] = str(len(grant.data))
         headers["content-type"] = _OCTET
         self.status_code = status
         self.background = None
@@ -212,7 +251,14 @@ async def _stream(path: str, start: int, end: int, receive: Receive, send: Send)
 
 async def download(svc: SharingService, request: Request, info: AuditInfo) -> Response:
     """``GET``/``HEAD /files/<token>``: a signed URL's file (route of :mod:`helpers.server.app`)."""
-    grant = await run_in_threadpool(_grant, svc, request, info)
+    if svc.catalog.db.backend == "sqlite":  # a local one-row read: cheaper than the thread hop
+        path = grant_cache(svc).lookup(svc, url_key(request), info)
+        if path is not None:  # stat and at most one small pread; bigger bodies stream (_stream)
+            grant = _prepare(path, request, INLINE_RANGE)
+        else:
+            grant = await run_in_threadpool(_grant, svc, request, info, None, False)
+    else:  # a round trip to the database server: never on the event loop
+        grant = await run_in_threadpool(_grant, svc, request, info, None, True)
     info.num_files = 1
     if grant.accel is not None:
         return Response(headers={"X-Accel-Redirect": grant.accel, "Content-Type": _OCTET})
