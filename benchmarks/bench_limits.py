@@ -6,7 +6,7 @@ is 5% or more). Two servers run on the same temporary lab home and tables, on fr
 - **limits**: as ``sharelab serve`` runs: the request-head timeout and connection cap protocol
   (:mod:`helpers.server.connections`), the body size limit, the failure throttle, and the durable audit
   (each response waits for the group commit of its audit row);
-- **bare**: plain uvicorn h11, the body read unbounded, and audit rows queued without waiting
+- **bare**: plain uvicorn httptools (the same parser), the body read unbounded, and audit rows queued without waiting
   (the server before issue 13).
 
 The limits server's failure throttle is the one ``sharelab serve`` uses with several workers (its default
@@ -84,7 +84,7 @@ def _serve(mode: str, home: str, port: int) -> None:
 
         AuditJournal.append = append  # type: ignore[method-assign]
         limits = ServerLimits(max_body_bytes=1 << 40, auth_failure_burst=1 << 30)
-        http: Any = "h11"
+        http: Any = "httptools"  # the same parser as the limited server, without its limits
     else:
         http = limited_protocol(limits)
     app = create_app(home, limits=limits)

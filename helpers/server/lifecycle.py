@@ -212,8 +212,9 @@ def _run(
     pid_file.write_text(f"{os.getpid()}\n")
     config = uvicorn.Config(
         app,
-        http=limited_protocol(limits, workers),  # h11, a request-head timeout, a connection cap
-        h11_max_incomplete_event_size=limits.max_header_bytes,
+        # httptools (h11 without it) + a request-head timeout and size bound and a connection cap
+        http=limited_protocol(limits, workers),
+        h11_max_incomplete_event_size=limits.max_header_bytes,  # the head bound when h11 serves
         loop="asyncio",
         lifespan="on",
         timeout_keep_alive=30,

@@ -9,7 +9,7 @@ variable                      limit                                            d
 SHARELAB_MAX_BODY_BYTES       largest request body; more is a 413              2 MiB
 SHARELAB_HEADER_TIMEOUT       seconds a client has to send a request's headers 10
 SHARELAB_MAX_CONNECTIONS      open connections; more are closed at once        512
-SHARELAB_MAX_HEADER_BYTES     largest request head (h11); more is a 400        16 KiB
+SHARELAB_MAX_HEADER_BYTES     largest request head; more is a 431              16 KiB
 SHARELAB_AUTH_FAILURE_BURST   failed authentications / activations allowed     30
                               from one client address before a 429
 SHARELAB_AUTH_FAILURE_RATE    how many more are allowed per second after that  0.5
@@ -62,7 +62,8 @@ class ServerLimits:
     :param header_timeout_seconds: time a client has to send a complete request head, from its
         first byte (or from the connection / the previous response); then the connection is closed.
     :param max_connections: open connections at once; a connection beyond is closed when accepted.
-    :param max_header_bytes: largest request line + headers (answered 400 by h11).
+    :param max_header_bytes: largest request line + headers (answered 431; 400 by h11 where httptools
+        is missing).
     :param auth_failure_burst: failed authentications (or activation attempts) one client address may
         make before it gets 429 with ``Retry-After``.
     :param auth_failure_rate: failures per second allowed after the burst (the bucket refills).

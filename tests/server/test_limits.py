@@ -103,6 +103,52 @@ def test_body_size_limit_413(limited: MiniLab) -> None:
     assert len(delta_sharing.load_as_pandas(lab.url("alice", "retail", "core", "sales"))) == 46
 
 
+def _dribble(port: int, head: bytes, tail: bytes, pieces: int) -> bytes:
+    """Send ``head`` then ``tail`` in ``pieces`` writes (a head growing over many packets); the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head)
+        step = -(-len(tail) // pieces)
+        try:
+            for i in range(0, len(tail), step):
+                s.sendall(tail[i : i + step])
+                time.sleep(0.01)
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # refused part-way: the answer was sent before the close
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
+def test_request_head_size_bound_431(limited: MiniLab) -> None:
+    lab = limited
+    assert lab.server is not None
+    port = lab.server.port
+    get = b"GET /delta-sharing/shares HTTP/1.1\r\nHost: x\r\n"
+    auth = f"Authorization: Bearer {lab.tokens['alice']}\r\n".encode()
+    for out in (
+        _raw(port, get + b"X-Big: " + b"a" * (20 * 1024) + b"\r\n\r\n"),  # whole, in one write
+        _dribble(port, get + b"X-Big: ", b"a" * (40 * 1024), 40),  # a header that never ends
+        _dribble(port, get, b"".join(b"X-%d: %s\r\n" % (i, b"v" * 90) for i in range(300)), 30),
+    ):
+        status, _, rest = out.partition(b"\r\n")
+        assert status.startswith(b"HTTP/1.1 431 "), out[:300]
+        body = json.loads(rest.split(b"\r\n\r\n", 1)[1])
+        assert body["errorCode"] == "REQUEST_TOO_LARGE" and "16384" in body["message"]
+    # just under the bound (16 KiB of request line + headers) is served, also with a body in the
+    # same write and pipelined behind another request on one connection
+    near = get + auth + b"X-Big: " + b"a" * (15 * 1024) + b"\r\n\r\n"
+    out = _raw(port, near.replace(b"HTTP/1.1", b"HTTP/1.0"))  # 1.0: the server closes after it
+    assert out.startswith(b"HTTP/1.1 200 "), out[:300]
+    query = json.dumps({"predicateHints": ["x" * 30000]}).encode()
+    post = (
+        f"POST /delta-sharing{SALES}/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(query)}\r\nConnection: close\r\n"
+    ).encode()
+    out = _raw(port, get + auth + b"\r\n" + post + auth + b"\r\n" + query)
+    assert out.count(b"HTTP/1.1 200 ") == 2 and b" 431 " not in out, out[:300]
+
+
 def test_half_sent_headers_are_closed_and_connections_capped(limited: MiniLab) -> None:
     lab = limited
     assert lab.server is not None
