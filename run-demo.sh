@@ -186,8 +186,9 @@ case "$cmd" in
     ensure_test_services
     # Tests are independent (own lab home, free ports): spread them over the cores unless told otherwise.
     # loadfile: a module's tests stay in one worker, so a fixture they share (the hub's classroom) is made
-    # once (loadgroup would do it per mark, but xdist 3.8 cannot tag pytest 9's node ids)
-    par=(-n "${SHARELAB_TEST_WORKERS:-2}" --dist loadfile)
+    # once (loadgroup would do it per mark, but xdist 3.8 cannot tag pytest 9's node ids); files in
+    # collection order, where tests/conftest.py puts the slow ones first (xdist's default: most tests first)
+    par=(-n "${SHARELAB_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder)
     for a in "$@"; do [[ "$a" == -n* || "$a" == --numprocesses* ]] && par=(); done
     exec "$PY" -m pytest "${par[@]}" "$@"
     ;;

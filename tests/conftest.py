@@ -110,10 +110,10 @@ BOTH_BACKENDS = {
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow modules first: ``./run-demo.sh test`` hands whole files to the workers (``--dist loadfile``,
-    so a module's shared fixture, such as the hub's classroom, is made once), and the longest files
-    started first finish together instead of one worker waiting for the last of them (a stable sort:
-    the order inside a file is kept)."""
+    """Slow modules first: ``./run-demo.sh test`` hands whole files to the workers in this order
+    (``--dist loadfile --no-loadscope-reorder``: a module's shared fixture, such as the hub's classroom,
+    is made once), and the longest files started first finish together instead of one worker waiting
+    for the last of them (a stable sort: the order inside a file is kept)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
