@@ -31,12 +31,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deltalake import DeltaTable, write_deltalake  # noqa: E402
+from deltalake import DeltaTable  # noqa: E402
 
 from helpers.catalog import open_catalog  # noqa: E402
 from helpers.procs import free_port  # noqa: E402
@@ -44,28 +43,17 @@ from helpers.provider import Provider  # noqa: E402
 from helpers.recipient import fast_load, fast_load_arrow  # noqa: E402
 from helpers.server import start, stop  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from file_tables import write_file_tables  # noqa: E402
+
 ROWS = 200_000
 FILES = (1, 8, 64)
 
 
 def make_tables(root: Path, home: Path) -> dict[int, Path]:
     """Tables of 1, 8 and 64 files of ``ROWS`` rows in all, shared as ``s.sch.t<n>`` to ``r``."""
-    tables = {}
-    sql = ["CREATE SHARE s"]
-    for n in FILES:
-        path = root / f"t{n}"
-        per = ROWS // n
-        for i in range(n):
-            frame = pd.DataFrame(
-                {
-                    "id": range(i * per, (i + 1) * per),
-                    "amount": [float(x % 997) for x in range(per)],
-                    "city": [f"city_{x % 50}" for x in range(per)],
-                }
-            )
-            write_deltalake(str(path), frame, mode="append")
-        tables[n] = path
-        sql += [f"CREATE TABLE b.sch.t{n} LOCATION '{path}'", f"ALTER SHARE s ADD TABLE b.sch.t{n}"]
+    tables, entries = write_file_tables(root, ROWS, FILES)
+    sql = ["CREATE SHARE s", *entries]
     sql += ["CREATE RECIPIENT r", "GRANT SELECT ON SHARE s TO RECIPIENT r"]
     Provider(home).sql(";".join(sql))
     return tables

@@ -51,6 +51,9 @@ from helpers.provider import Provider  # noqa: E402
 from helpers.recipient import fast_load  # noqa: E402
 from helpers.server import start, stop  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from file_tables import write_file_tables  # noqa: E402
+
 ROWS = 200_000
 BURST_ROWS = 100_000
 
@@ -77,22 +80,8 @@ def server_cpu(pid: int) -> float:
 
 
 def make_tables(root: Path, home: Path) -> dict[int, Path]:
-    tables = {}
-    sql = ["CREATE SHARE s"]
-    for n in (1, 8, 64):
-        path = root / f"t{n}"
-        per = ROWS // n
-        for i in range(n):
-            frame = pd.DataFrame(
-                {
-                    "id": range(i * per, (i + 1) * per),
-                    "amount": [float(x % 997) for x in range(per)],
-                    "city": [f"city_{x % 50}" for x in range(per)],
-                }
-            )
-            write_deltalake(str(path), frame, mode="append")
-        tables[n] = path
-        sql += [f"CREATE TABLE b.sch.t{n} LOCATION '{path}'", f"ALTER SHARE s ADD TABLE b.sch.t{n}"]
+    tables, entries = write_file_tables(root, ROWS, (1, 8, 64))
+    sql = ["CREATE SHARE s", *entries]
     burst_path = root / "burst"  # the burst's table: 100,000 rows in 4 files
     for i in range(4):
         per = BURST_ROWS // 4
