@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from helpers import jupyter
+from helpers.server.lifecycle import stop as stop_provider
 from tests.browser.jupyterlab_ui import chromium_page
 from tests.support import free_port
 
@@ -41,3 +42,5 @@ def learner_lab(
         yield {**state, "work": work, "base": f"http://127.0.0.1:{state['port']}"}
     finally:
         jupyter.stop(lab_home)
+        # a notebook run in the page may have started the lab's server, detached from JupyterLab
+        stop_provider(lab_home)
