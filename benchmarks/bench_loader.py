@@ -31,8 +31,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deltalake import DeltaTable  # noqa: E402
@@ -44,7 +42,7 @@ from helpers.recipient import fast_load, fast_load_arrow  # noqa: E402
 from helpers.server import start, stop  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from file_tables import write_file_tables  # noqa: E402
+from common import server_cpu, write_file_tables  # noqa: E402
 
 ROWS = 200_000
 FILES = (1, 8, 64)
@@ -57,17 +55,6 @@ def make_tables(root: Path, home: Path) -> dict[int, Path]:
     sql += ["CREATE RECIPIENT r", "GRANT SELECT ON SHARE s TO RECIPIENT r"]
     Provider(home).sql(";".join(sql))
     return tables
-
-
-def server_cpu(pid: int) -> float:
-    proc = psutil.Process(pid)
-    total = sum(proc.cpu_times()[:2])
-    for child in proc.children(recursive=True):
-        try:
-            total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            pass
-    return total
 
 
 def downloads(home: Path) -> int:

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import psutil
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -52,7 +51,7 @@ from helpers.recipient import fast_load  # noqa: E402
 from helpers.server import start, stop  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from file_tables import write_file_tables  # noqa: E402
+from common import server_cpu, write_file_tables  # noqa: E402
 
 ROWS = 200_000
 BURST_ROWS = 100_000
@@ -66,17 +65,6 @@ def median_time(fn: Callable[[], Any], reps: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
-
-
-def server_cpu(pid: int) -> float:
-    proc = psutil.Process(pid)
-    total = sum(proc.cpu_times()[:2])
-    for child in proc.children(recursive=True):
-        try:
-            total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            pass
-    return total
 
 
 def make_tables(root: Path, home: Path) -> dict[int, Path]:

@@ -1,4 +1,5 @@
-"""Tables of 1, 8 and 64 files with the same rows, for the loader benchmarks (bench_loader, bench_scale)."""
+"""What the loader benchmarks (bench_loader, bench_scale) share: tables of 1, 8 and 64 files with the same
+rows, and a server's CPU seconds."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+import psutil
 from deltalake import write_deltalake
 
-__all__ = ["write_file_tables"]
+__all__ = ["server_cpu", "write_file_tables"]
 
 
 def write_file_tables(
@@ -34,3 +36,15 @@ def write_file_tables(
         tables[n] = path
         sql += [f"CREATE TABLE b.sch.t{n} LOCATION '{path}'", f"ALTER SHARE s ADD TABLE b.sch.t{n}"]
     return tables, sql
+
+
+def server_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its children (a server's workers)."""
+    proc = psutil.Process(pid)
+    total = sum(proc.cpu_times()[:2])
+    for child in proc.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
