@@ -238,3 +238,111 @@ def test_missing_triggers_are_put_back_and_every_watched_table_bumps(
         assert set(WATCHED_TABLES) <= {str(name).lower() for name in present}
     finally:
         fresh.close()
+
+
+def test_server_reads_are_remembered_and_follow_another_catalog(
+    served: tuple[Path, RunningServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recipient's shares, a share's tables and an IP list: read once, then remembered until a change
+    through another Catalog object (another process or replica) bumps the generation."""
+    home, _server = served
+    share, who, _token = _setup(home)
+    rid = open_catalog(home).get_recipient(who).id
+    cat, other = open_catalog(home), open_catalog(home)
+    store = view_store(cat)
+    try:
+        assert [s.name for s in cat.recipient_shares(who)] == [share]
+        assert [t.name for t in cat.shared_tables(share)] == ["sales"]
+        assert store.ip_access_list(rid) is None
+        reads: list[str] = []
+        original = Catalog._shared_tables
+
+        def counted(self: Catalog, *args: Any) -> Any:
+            reads.append("tables")
+            return original(self, *args)
+
+        monkeypatch.setattr(Catalog, "_shared_tables", counted)
+        for _ in range(3):
+            assert [t.name for t in cat.shared_tables(share)] == ["sales"]
+        assert reads == []  # remembered
+        other.add_table_to_share(share, "lab.sch.sales", alias="sch.again")
+        assert [t.name for t in cat.shared_tables(share)] == ["again", "sales"]
+        assert reads == ["tables"]
+        second = "h" + uuid.uuid4().hex[:8]
+        other.create_share(second)
+        other.grant(second, who)
+        assert sorted(s.name for s in cat.recipient_shares(who)) == sorted([share, second])
+        view_store(other).set_ip_access_list(who, ["10.1.2.0/24"])
+        assert store.ip_access_list(rid) == ("10.1.2.0/24",)
+    finally:
+        cat.close()
+        other.close()
+
+
+def test_nothing_is_remembered_from_a_write_transaction_that_rolls_back(
+    served: tuple[Path, RunningServer],
+) -> None:
+    """Inside a write transaction a read sees its own changes but is not remembered: after a rollback,
+    a later change that brings the generation to the same number must not bring the undone state back."""
+    home, _server = served
+    share, who, token = _setup(home)
+    cat, other = open_catalog(home), open_catalog(home)
+    try:
+        assert [s.name for s in cat.recipient_shares(who)] == [share]
+        inside: list[int | None] = []
+        with pytest.raises(RuntimeError, match="undone"):
+            with cat.db.transaction():
+                cat.revoke(share, who)
+                cat.revoke_tokens(who)
+                assert cat.recipient_shares(who) == []  # its own change, seen inside
+                status = cat.token_status(token)
+                assert status is not None and status.state == "revoked"
+                inside.append(cat.access_generation())
+                raise RuntimeError("undone")
+        for _ in range(100):  # harmless committed writes up to the number the undone ones reached
+            generation = cat.access_generation()
+            assert generation is not None and inside[0] is not None
+            if generation >= inside[0]:
+                break
+            other.set_recipient_properties(who, {"region": "emea"})
+        assert cat.access_generation() == inside[0]
+        assert [s.name for s in cat.recipient_shares(who)] == [share]
+        status = cat.token_status(token)
+        assert status is not None and status.state == "live"
+    finally:
+        cat.close()
+        other.close()
+
+
+def test_a_read_transaction_reads_the_generation_once(
+    served: tuple[Path, RunningServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import helpers.catalog.access as access
+
+    home, _server = served
+    share, who, token = _setup(home)
+    cat = open_catalog(home)
+    try:
+        cat.authenticate(token)
+        cat.recipient_shares(who)
+        cat.shared_tables(share)
+        reads: list[int] = []
+        original = access.read_generation
+
+        def counted(conn: Any) -> Any:
+            reads.append(1)
+            return original(conn)
+
+        monkeypatch.setattr(access, "read_generation", counted)
+
+        def body(_conn: object) -> None:
+            assert cat.authenticate(token) is not None
+            assert [s.name for s in cat.recipient_shares(who)] == [share]
+            assert [t.name for t in cat.shared_tables(share)] == ["sales"]
+
+        cat.db.read(body)
+        assert reads == [1]  # one snapshot, one generation: every remembered read answered by it
+        cat.recipient_shares(who)
+        assert reads == [1, 1]  # outside a transaction: read each time
+    finally:
+        cat.close()

@@ -10,10 +10,13 @@
   changing its partition filter (or the recipient's filtering property) changes the stamp, so every
   URL and token minted before stops working at once.
 
-Both are remembered per process while the catalog's access generation (:mod:`.generation`, a counter
-every access-changing write bumps in its own transaction) is unchanged: a check is then one one-row read
-instead of the joins, and as current as the catalog (a revocation through any process or replica bumps
-the counter). Token expiry is time-based and checked locally against the remembered ``expires_at``.
+Both, and the reads the server makes on every request (a recipient's shares, a share's tables, an IP
+access list), are remembered per catalog object while the catalog's access generation (:mod:`.generation`,
+a counter every access-changing write bumps in its own transaction) is unchanged
+(:meth:`AccessMixin.remembered`): a check is then one one-row read (none more in a read transaction that
+read it already) instead of the joins, and as current as the catalog (a revocation through any process
+or replica bumps the counter). Token expiry is time-based and checked locally against the remembered
+``expires_at``. Nothing is remembered from inside a write transaction: it may still roll back.
 """
 
 from __future__ import annotations
@@ -22,18 +25,21 @@ import hashlib
 import hmac
 import json
 import sqlite3
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from helpers.catalog import clock
 from helpers.catalog.db import Database
-from helpers.catalog.generation import GenerationCache, ensure_generation, read_generation
+from helpers.catalog.generation import GenerationCache, read_generation
 from helpers.catalog.models import Recipient, SharedTable
 from helpers.catalog.names import name_key
 from helpers.catalog.rows import find_row
 from helpers.catalog.tokens import TOKEN_PREFIX_CHARS, hash_token
 
 __all__ = ["AccessFacts", "AccessMixin", "TokenStatus"]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -72,137 +78,92 @@ class _KnownToken:
 
 
 class AccessMixin:
-    """Token ownership and access stamps of :class:`~helpers.catalog.Catalog`."""
+    """Token ownership and access stamps of :class:`~helpers.catalog.Catalog`, and the per-process memory
+    of reads that only access-changing writes change (:meth:`remembered`)."""
 
     db: Database
     if TYPE_CHECKING:  # provided by SharesMixin
 
-        def _shared_tables(self, conn: sqlite3.Connection, share: str) -> list[SharedTable]: ...
-
-    def _access_caches(self) -> tuple[GenerationCache, GenerationCache] | None:
-        """(tokens by digest, access facts by token and table) of this catalog object, made on first use;
-        None while the access generation cannot be read yet (then nothing is remembered)."""
-        caches: tuple[GenerationCache, GenerationCache] | None = self.__dict__.get("_gen_caches")
-        if caches is None:
-            if not ensure_generation(self.db):
-                return None
-            caches = self.__dict__.setdefault("_gen_caches", (GenerationCache(), GenerationCache()))
-        return caches
-
-    def _ready_caches(self) -> tuple[GenerationCache, GenerationCache] | None:
-        """The caches when already made (never sets them up: a first answer does not wait for that)."""
-        caches: tuple[GenerationCache, GenerationCache] | None = self.__dict__.get("_gen_caches")
-        return caches
+        def shared_tables(self, share: str) -> list[SharedTable]: ...
 
     def access_generation(self) -> int | None:
-        """The catalog's access generation now (one one-row statement; joins the current transaction),
-        or None when it cannot be read yet (see :func:`~helpers.catalog.generation.ensure_generation`)."""
-        if self._access_caches() is None:
-            return None
-        return self.db.read_one(read_generation)
+        """The catalog's access generation now: one one-row statement, read once per read transaction
+        (its snapshot fixes it); inside a write transaction it includes that transaction's own changes.
+        None only for a snapshot older than the counter."""
+        memo = self.db.read_memo()
+        if memo is None:
+            return self.db.read_one(read_generation)
+        if "access_generation" not in memo:
+            memo["access_generation"] = self.db.read_one(read_generation)
+        found: int | None = memo["access_generation"]
+        return found
+
+    def remembered(self, kind: str, key: Hashable, read: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``read(conn)`` in a read transaction, remembered per ``(kind, key)`` in this catalog object
+        while the access generation holds: a repeat costs the generation's one-row read (none more
+        inside a read transaction that read it already). ``read`` must only depend on tables the
+        generation watches (:mod:`.generation`) and return an immutable value.
+
+        Inside a write transaction nothing is looked up or remembered: it may still roll back.
+        """
+        if self.db.transaction_kind() == "write":
+            return self.db.read(read)
+        caches: dict[str, GenerationCache] = self.__dict__.setdefault("_generation_caches", {})
+        cache = caches.get(kind) or caches.setdefault(kind, GenerationCache())
+        generation = self.access_generation()
+        if generation is not None:
+            hit: tuple[_T] | None = cache.get(key, generation)
+            if hit is not None:
+                return hit[0]
+
+        def body(conn: sqlite3.Connection) -> tuple[int | None, _T]:
+            return self.access_generation(), read(
+                conn
+            )  # one snapshot: the value is of that generation
+
+        seen, value = self.db.read(body)
+        if seen is not None:
+            cache.put(key, (value,), seen)
+        return value
 
     def token_status(self, token: str | None) -> TokenStatus | None:
         """The owner and state of ``token`` (None when the catalog never issued it).
 
-        Remembered by digest while the access generation holds (then one one-row read); else one
-        statement: the token's candidates by prefix joined with their recipient, and the generation.
+        Remembered by digest while the access generation holds (:meth:`remembered`); else one statement:
+        the token's candidates by prefix joined with their recipient. Expiry is checked now, locally.
         """
         if not token or not isinstance(token, str) or len(token) > 512:
             return None
         digest = hash_token(token)
-        caches = self._ready_caches()
-        generation = None if caches is None else self.access_generation()
-        if caches is not None and generation is not None:
-            known: _KnownToken | None = caches[0].get(digest, generation)
-            if known is not None:
-                return known.status()
+        found = self.remembered("token", digest, lambda conn: _find_token(conn, token, digest))
+        return None if found is None else found.status()
 
-        def body(conn: sqlite3.Connection) -> _KnownToken | None:
-            for cand in conn.execute(
-                "SELECT t.id AS tok_id, t.token_hash AS tok_hash, t.expires_at AS tok_expires, "
-                "t.revoked_at AS tok_revoked, r.* FROM tokens t "
-                "JOIN recipients r ON r.id = t.recipient_id WHERE t.prefix = ?",
-                (token[:TOKEN_PREFIX_CHARS],),
-            ):
-                if hmac.compare_digest(cand["tok_hash"], digest):
-                    return _KnownToken(
-                        cand["tok_id"],
-                        Recipient.from_row(cand),
-                        float(cand["tok_expires"]),
-                        cand["tok_revoked"] is not None,
-                    )
-            return None
-
-        # one statement, read after the generation: what it finds is at least that new
-        found = self.db.read_one(body)
-        status = None if found is None else found.status()  # now, before any setup below
-        if found is not None and caches is not None and generation is not None:
-            caches[0].put(digest, found, generation)
-        elif caches is None:
-            self._access_caches()  # made for the next call
-        return status
-
-    def access_stamp(
-        self,
-        token_id: str,
-        share: str,
-        schema: str,
-        table: str,
-        known: SharedTable | None = None,
-    ) -> str | None:
+    def access_stamp(self, token_id: str, share: str, schema: str, table: str) -> str | None:
         """The digest of what lets token ``token_id`` read ``share.schema.table`` now, or None when it
         may not (token not live, no grant). A name that is no table of the share (a view, or a table
         removed since) is stamped with the token and the grant only, so it never equals a table's stamp.
-
-        :param known: the shared table of that name as the caller read it in this request (a table of
-            the share, never a view): its entry is not read again (one statement in all, instead of
-            eight on PostgreSQL); the digest is the same as without it.
         """
-        facts = self.access_facts(token_id, share, schema, table, known)
+        facts = self.access_facts(token_id, share, schema, table)
         return None if facts is None else facts.stamp
 
     def access_facts(
-        self,
-        token_id: str,
-        share: str,
-        schema: str,
-        table: str,
-        known: SharedTable | None = None,
+        self, token_id: str, share: str, schema: str, table: str
     ) -> AccessFacts | None:
         """:meth:`access_stamp` with the token's expiry and the generation it holds at (None: no access).
 
-        Remembered while the access generation holds; a stamp made from the caller's ``known`` entry is
-        not remembered (the caller's copy may be older than the catalog).
+        Remembered while the access generation holds (:meth:`remembered`); expiry is checked now.
         """
-        caches = self._ready_caches()
-        key = (token_id, share, schema, table)
-        generation = None if caches is None else self.access_generation()
-        hit: AccessFacts | None = None
-        if caches is not None and generation is not None:
-            hit = caches[1].get(key, generation)
-        if hit is None:
-            hit = self.db.read(
-                lambda conn: self._read_facts(conn, token_id, share, schema, table, known)
-            )
-            if caches is not None and hit is not None and hit.generation is not None:
-                if known is None:
-                    caches[1].put(key, hit, hit.generation)
-        answer = None if hit is None or not hit.expires_at > clock.now() else hit
-        if caches is None:
-            self._access_caches()  # made for the next call
-        return answer
+        hit = self.remembered(
+            "facts",
+            (token_id, share, schema, table),
+            lambda conn: self._read_facts(conn, token_id, share, schema, table),
+        )
+        return None if hit is None or not hit.expires_at > clock.now() else hit
 
     def _read_facts(
-        self,
-        conn: sqlite3.Connection,
-        token_id: str,
-        share: str,
-        schema: str,
-        table: str,
-        known: SharedTable | None,
+        self, conn: sqlite3.Connection, token_id: str, share: str, schema: str, table: str
     ) -> AccessFacts | None:
-        # first: the same snapshot as the facts below (None: not remembered)
-        generation = read_generation(conn) if self._ready_caches() is not None else None
+        generation = self.access_generation()  # the snapshot's own (read once in it)
         row = conn.execute(
             "SELECT t.expires_at AS tok_expires, t.revoked_at AS tok_revoked, "
             "s.id AS s_id, s.name AS s_name, g.share_id AS g_share, g.granted_at AS g_at, r.* "
@@ -224,17 +185,32 @@ class AccessMixin:
         if grant[0] is None:
             return None
         want = (name_key(schema), name_key(table))
-        found = (
-            [known]
-            if known is not None and (name_key(known.schema), name_key(known.name)) == want
-            else [
-                t
-                for t in self._shared_tables(conn, share_name)
-                if (name_key(t.schema), name_key(t.name)) == want
-            ]
-        )
+        # the share's tables as remembered at this snapshot's generation (no statements when known)
+        found = [
+            t
+            for t in self.shared_tables(share_name)
+            if (name_key(t.schema), name_key(t.name)) == want
+        ]
         stamp = _stamp(token_id, recipient, grant, found[0] if found else None)
         return AccessFacts(stamp, float(row["tok_expires"]), generation)
+
+
+def _find_token(conn: sqlite3.Connection, token: str, digest: str) -> _KnownToken | None:
+    """The token of this digest among the candidates of its prefix (one statement), or None."""
+    for cand in conn.execute(
+        "SELECT t.id AS tok_id, t.token_hash AS tok_hash, t.expires_at AS tok_expires, "
+        "t.revoked_at AS tok_revoked, r.* FROM tokens t "
+        "JOIN recipients r ON r.id = t.recipient_id WHERE t.prefix = ?",
+        (token[:TOKEN_PREFIX_CHARS],),
+    ):
+        if hmac.compare_digest(cand["tok_hash"], digest):
+            return _KnownToken(
+                cand["tok_id"],
+                Recipient.from_row(cand),
+                float(cand["tok_expires"]),
+                cand["tok_revoked"] is not None,
+            )
+    return None
 
 
 def _grant_by_name(

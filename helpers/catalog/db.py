@@ -92,6 +92,7 @@ class _Tx:
     conn: sqlite3.Connection
     write: bool
     savepoints: int = 0
+    memo: dict[str, Any] | None = None
 
 
 class Database:
@@ -215,6 +216,21 @@ class Database:
             return None
         tx: _Tx | None = getattr(self._local, "tx", None)
         return tx
+
+    def transaction_kind(self) -> str | None:
+        """``"read"`` or ``"write"``: the transaction this thread is in (None: none)."""
+        tx = self._current()
+        return None if tx is None else ("write" if tx.write else "read")
+
+    def read_memo(self) -> dict[str, Any] | None:
+        """A dict that lives as long as this thread's read transaction, for values its one snapshot
+        fixes (read once per transaction); None outside a read transaction (a write one changes them)."""
+        tx = self._current()
+        if tx is None or tx.write:
+            return None
+        if tx.memo is None:
+            tx.memo = {}
+        return tx.memo
 
     def _retry(self, fn: Callable[[], _T]) -> _T:
         """Run ``fn`` again with backoff while SQLite reports busy, up to :data:`WRITE_RETRY_SECONDS`."""

@@ -6,8 +6,8 @@ import hmac
 import json
 import sqlite3
 import uuid
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from helpers.catalog import clock
 from helpers.catalog.checks import check_comment, coerce_properties
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RecipientsMixin"]
 
+_T = TypeVar("_T")
+
 
 class RecipientsMixin:
     """Recipients, tokens, activation codes and grants of :class:`~helpers.catalog.Catalog`."""
@@ -46,6 +48,10 @@ class RecipientsMixin:
     if TYPE_CHECKING:  # provided by AccessMixin
 
         def token_status(self, token: str | None) -> TokenStatus | None: ...
+
+        def remembered(
+            self, kind: str, key: Hashable, read: Callable[[sqlite3.Connection], _T]
+        ) -> _T: ...
 
     # -- recipients ------------------------------------------------------------------------------
 
@@ -486,7 +492,8 @@ class RecipientsMixin:
                 )
             ]
 
-        return self.db.read(body)
+        # remembered while the access generation holds (shares, grants and recipients are watched)
+        return list(self.remembered("recipient_shares", recipient, lambda c: tuple(body(c))))
 
     def has_grant(self, share: str, recipient: str) -> bool:
         """Whether ``recipient`` may read ``share`` (False for unknown names, never raises NotFoundError)."""

@@ -11,8 +11,8 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from helpers.catalog import clock, rows
 from helpers.catalog.checks import (
@@ -50,11 +50,18 @@ from helpers.exceptions import (
 
 __all__ = ["SharesMixin"]
 
+_T = TypeVar("_T")
+
 
 class SharesMixin:
     """Tables and shares of :class:`~helpers.catalog.Catalog`."""
 
     db: Database
+    if TYPE_CHECKING:  # provided by AccessMixin
+
+        def remembered(
+            self, kind: str, key: Hashable, read: Callable[[sqlite3.Connection], _T]
+        ) -> _T: ...
 
     # -- tables ----------------------------------------------------------------------------------
 
@@ -473,7 +480,11 @@ class SharesMixin:
         Sorted by schema then table name. :raises NotFoundError: unknown share.
         """
         validate_name(share, "share")
-        return self.db.read(lambda conn: self._shared_tables(conn, share))
+        # remembered while the access generation holds: shares, entries, tables and pins are watched
+        found = self.remembered(
+            "shared_tables", share, lambda conn: tuple(self._shared_tables(conn, share))
+        )
+        return list(found)
 
     def shared_schemas(self, share: str) -> list[str]:
         """Schema names of a share: those of schema entries (even empty ones) and of its tables."""

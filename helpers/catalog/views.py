@@ -385,12 +385,15 @@ class ViewStore:
 
     def ip_access_list(self, recipient_id: str) -> tuple[str, ...] | None:
         """The IP access list of the recipient with this id, or None when it has none."""
-        row = self.db.read_one(
-            lambda conn: conn.execute(
+
+        def read(conn: sqlite3.Connection) -> tuple[str, ...] | None:
+            row = conn.execute(
                 "SELECT entries FROM recipient_ip_access WHERE recipient_id = ?", (recipient_id,)
             ).fetchone()
-        )
-        return None if row is None else tuple(json.loads(row["entries"]))
+            return None if row is None else tuple(json.loads(row["entries"]))
+
+        # remembered while the access generation holds (the IP lists are watched)
+        return self.catalog.remembered("ip_access", recipient_id, read)
 
 
 def normalize_ip_entries(entries: Iterable[str]) -> tuple[str, ...]:

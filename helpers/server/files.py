@@ -123,7 +123,6 @@ def _resolve(svc: SharingService, request: Request, info: AuditInfo) -> str:
 
     svc.view_store  # noqa: B018 - made (schemas ensured: writes) before the read transaction
     svc.materializer  # noqa: B018
-    svc.catalog.access_generation()  # the counter made (a write, once) before the read transaction
     return svc.catalog.db.read(checked)
 
 

@@ -171,14 +171,7 @@ class ServiceCore:
         its access key ``<token id>.<access stamp>`` (:meth:`Catalog.access_stamp`), newline-separated."""
         token_id = getattr(request.state, "token_id", "")
         stamp = (
-            self.catalog.access_stamp(
-                token_id,
-                table.share,
-                table.schema,
-                table.name,
-                # a table of the share read in this request: its entry is not read again
-                known=table if type(table) is SharedTable else None,
-            )
+            self.catalog.access_stamp(token_id, table.share, table.schema, table.name)
             if token_id
             else None
         )
