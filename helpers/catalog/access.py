@@ -36,6 +36,7 @@ from helpers.catalog.models import Recipient, SharedTable
 from helpers.catalog.names import name_key
 from helpers.catalog.rows import find_row
 from helpers.catalog.tokens import TOKEN_PREFIX_CHARS, hash_token
+from helpers.catalog.watch import watched_generation
 
 __all__ = ["AccessFacts", "AccessMixin", "TokenStatus"]
 
@@ -90,13 +91,25 @@ class AccessMixin:
         """The catalog's access generation now: one one-row statement, read once per read transaction
         (its snapshot fixes it); inside a write transaction it includes that transaction's own changes.
         None only for a snapshot older than the counter."""
-        memo = self.db.read_memo()
-        if memo is None:
+        if self.db.transaction_kind() == "write":  # its own changes included: the counter itself
             return self.db.read_one(read_generation)
-        if "access_generation" not in memo:
-            memo["access_generation"] = self.db.read_one(read_generation)
-        found: int | None = memo["access_generation"]
-        return found
+        memo = self.db.read_memo()
+        if memo is not None and "access_generation" in memo:
+            found: int | None = memo["access_generation"]
+            return found
+        # a watching server process (PostgreSQL) knows it without a round trip (see .watch); a read
+        # transaction's snapshot begins after that, so what it reads is at least that new
+        generation = watched_generation(self.db)
+        if generation is None:
+            generation = self.db.read_one(read_generation)
+        if memo is not None:
+            memo["access_generation"] = generation
+        return generation
+
+    def access_generation_is_local(self) -> bool:
+        """Whether reading the access generation costs no network round trip now (a SQLite file, or a
+        PostgreSQL catalog this process watches): then it may be read on an event loop."""
+        return self.db.backend == "sqlite" or watched_generation(self.db) is not None
 
     def remembered(self, kind: str, key: Hashable, read: Callable[[sqlite3.Connection], _T]) -> _T:
         """``read(conn)`` in a read transaction, remembered per ``(kind, key)`` in this catalog object

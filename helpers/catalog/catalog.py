@@ -34,6 +34,7 @@ from helpers.catalog.schema import COMPONENT, MIGRATIONS
 from helpers.catalog.shares import SharesMixin
 from helpers.catalog.views_schema import COMPONENT as VIEWS_COMPONENT
 from helpers.catalog.views_schema import MIGRATIONS as VIEWS_MIGRATIONS
+from helpers.catalog.watch import ensure_watch_schema
 from helpers.exceptions import InvalidArgumentError, SharelabError
 from helpers.home import LabHome
 
@@ -85,6 +86,9 @@ class Catalog(
             self.db.ensure_schema(OBJECTS_COMPONENT, OBJECTS_MIGRATIONS)  # catalogs, schemas
             self.db.ensure_schema(VIEWS_COMPONENT, VIEWS_MIGRATIONS)  # shared views, IP lists
             ensure_generation(self.db)  # last: a trigger on every table that decides access
+            ensure_watch_schema(
+                self.db
+            )  # PostgreSQL: its notify trigger, writers wait for watchers
         except sqlite3.DatabaseError as exc:  # not a database, unreadable directory, disk full...
             self.close()
             raise SharelabError(

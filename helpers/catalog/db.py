@@ -22,6 +22,7 @@ inner call is undone alone, and no nested commit), so "grant + mesh rows" can be
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import sqlite3
@@ -128,6 +129,9 @@ class Database:
         self._generation = 0
         self._pid = os.getpid()
         self._local = threading.local()
+        #: Called with the new access generation after a commit whose transaction bumped it (PostgreSQL;
+        #: set by :func:`helpers.catalog.watch.ensure_watch_schema`: the wait for the watchers).
+        self.after_access_change: Callable[[int], None] | None = None
 
     def __repr__(self) -> str:
         return f"Database({self.location!r})"
@@ -266,6 +270,28 @@ class Database:
         tx.conn.execute(f"RELEASE {name}")
         return result
 
+    def dedicated_connection(self) -> Any:
+        """A new connection of its own, never pooled (PostgreSQL: a ``LISTEN`` connection); the caller
+        closes it."""
+        return self._connect()
+
+    def _commit(self, conn: sqlite3.Connection, write: bool) -> int | None:
+        """COMMIT; on PostgreSQL a write reports the access generation it bumped the counter to."""
+        if write and self.backend == "postgresql":
+            return cast("int | None", self._backend.commit(conn))
+        conn.execute("COMMIT")
+        return None
+
+    def _changed(self, bumped: int | None) -> None:
+        """After a commit that bumped the access generation: the hook (never fails the committed write)."""
+        hook = self.after_access_change
+        if bumped is None or hook is None:
+            return
+        try:
+            hook(bumped)
+        except Exception as exc:  # noqa: BLE001 - committed already: never retried or reported failed
+            logging.getLogger("sharelab.catalog").warning("after an access change: %s", exc)
+
     def _attempt(self, fn: Callable[[sqlite3.Connection], _T], *, write: bool) -> _T:
         item = self._borrow()
         conn = item.conn
@@ -274,16 +300,17 @@ class Database:
             self._local.tx = _Tx(conn, write)
             try:
                 result = fn(conn)
-                conn.execute("COMMIT")
+                bumped = self._commit(conn, write)
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
             finally:
                 self._local.tx = None
-            return result
         finally:
             self._give_back(item)
+        self._changed(bumped)
+        return result
 
     def write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction, retried as a whole while the file is busy.
@@ -353,7 +380,7 @@ class Database:
             self._local.tx = _Tx(conn, True)
             try:
                 yield conn
-                conn.execute("COMMIT")
+                bumped = self._commit(conn, True)
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -362,6 +389,7 @@ class Database:
                 self._local.tx = None
         finally:
             self._give_back(item)
+        self._changed(bumped)
 
     # -- schema versions -------------------------------------------------------------------------
 

@@ -8,11 +8,12 @@ that it abandons after the headers), so what one request costs matters more than
   remembered while the catalog's access generation holds (:mod:`helpers.server.grantcache`): the
   client's next requests for the same URL cost one one-row catalog read, and a revocation through any
   process or replica is seen at the very next request;
-- **at most one thread hop** before the answer: on a SQLite catalog a remembered grant is answered on
-  the event loop (the generation read, ``stat``, and one ``os.pread`` of a range of at most
-  :data:`INLINE_RANGE` bytes or of a whole file that small); otherwise the checks (or, on PostgreSQL,
-  the generation's round trip), ``stat`` and a range of at most :data:`SMALL_RANGE` bytes run in one
-  call on the thread pool (:func:`_grant`); a ``HEAD`` never opens the file;
+- **at most one thread hop** before the answer: when the generation costs no round trip (a SQLite
+  catalog, or a watched PostgreSQL one: :mod:`helpers.catalog.watch`) a remembered grant is answered on
+  the event loop (the generation, ``stat``, and one ``os.pread`` of a range of at most
+  :data:`INLINE_RANGE` bytes or of a whole file that small); otherwise the checks (or the generation's
+  round trip), ``stat`` and a range of at most :data:`SMALL_RANGE` bytes run in one call on the thread
+  pool (:func:`_grant`); a ``HEAD`` never opens the file;
 - **no read-ahead for a client that is gone**: a full ``GET`` streams with ``os.pread`` chunks that start
   at 64 KiB and double up to 1 MiB, each read only once the previous one was handed to the connection,
   and stops at the first ``http.disconnect`` (a client that reads the headers and closes costs about one
@@ -250,13 +251,13 @@ async def _stream(path: str, start: int, end: int, receive: Receive, send: Send)
 
 async def download(svc: SharingService, request: Request, info: AuditInfo) -> Response:
     """``GET``/``HEAD /files/<token>``: a signed URL's file (route of :mod:`helpers.server.app`)."""
-    if svc.catalog.db.backend == "sqlite":  # a local one-row read: cheaper than the thread hop
+    if svc.catalog.access_generation_is_local():  # no round trip: cheaper than the thread hop
         path = grant_cache(svc).lookup(svc, url_key(request), info)
         if path is not None:  # stat and at most one small pread; bigger bodies stream (_stream)
             grant = _prepare(path, request, INLINE_RANGE)
         else:
             grant = await run_in_threadpool(_grant, svc, request, info, None, False)
-    else:  # a round trip to the database server: never on the event loop
+    else:  # a round trip to the database server (PostgreSQL, not watched): never on the event loop
         grant = await run_in_threadpool(_grant, svc, request, info, None, True)
     info.num_files = 1
     if grant.accel is not None:

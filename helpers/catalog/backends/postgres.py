@@ -36,6 +36,8 @@ __all__ = ["PgConnection", "PostgresBackend", "Row"]
 
 #: The table holding every component's schema version (the catalog's too, on PostgreSQL).
 COMPONENTS_TABLE = "schema_components"
+#: The transaction-local setting the access generation's trigger notes its new value in.
+ACCESS_BUMPED = "sharelab.access_bumped"
 
 
 class Row(tuple[Any, ...]):
@@ -333,6 +335,23 @@ class PostgresBackend:
         if write:
             return f"BEGIN; SELECT pg_advisory_xact_lock({int(self.lock_key)}); "
         return "BEGIN ISOLATION LEVEL REPEATABLE READ; "
+
+    def commit(self, conn: PgConnection) -> int | None:
+        """COMMIT a write, returning the access generation its transaction bumped the counter to (noted
+        by the counter's trigger, :mod:`helpers.catalog.watch`), or None; in the COMMIT's round trip."""
+        import psycopg
+        from psycopg.pq import TransactionStatus
+
+        if conn._pending or conn.raw.info.transaction_status == TransactionStatus.IDLE:
+            conn.execute("COMMIT")  # nothing ran (or no transaction): nothing bumped
+            return None
+        try:
+            cur = conn.raw.execute(f"SELECT current_setting('{ACCESS_BUMPED}', true); COMMIT")
+        except psycopg.Error as exc:
+            raise _as_sqlite_error(exc) from exc
+        row = cur.fetchone()
+        value = None if row is None else row[0]
+        return int(value) if value else None
 
     def conflict_clause(self, conn: PgConnection, tr: Translation) -> str:
         """The ``ON CONFLICT`` clause of an ``INSERT OR REPLACE`` into ``tr.upsert_table``."""

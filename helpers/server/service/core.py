@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from helpers.catalog import Recipient, Share, SharedTable, open_catalog
 from helpers.catalog.names import name_key
+from helpers.catalog.watch import start_watch, stop_watch
 from helpers.exceptions import InvalidNameError, NotFoundError
 from helpers.home import LabHome
 from helpers.server.audit import AuditInfo, AuditWriter
@@ -422,9 +423,11 @@ class ServiceCore:
     def start_background(self) -> None:
         """Start the audit writer and the warm-up thread (the app's lifespan start)."""
         self.audit.start()
+        start_watch(self.catalog.db)  # PostgreSQL: the access generation without a round trip
         threading.Thread(target=self.warm_loop, name="sharelab-warm", daemon=True).start()
 
     def shutdown(self) -> None:
         """Stop the warm-up loop and flush the audit writer (the app's lifespan end)."""
         self._stopping.set()
+        stop_watch(self.catalog.db)
         self.audit.stop()
