@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -24,6 +25,7 @@ from helpers.catalog import Recipient
 from helpers.home import LabHome
 from helpers.server.audit import AuditInfo, audit_event
 from helpers.server.errors import ApiError, error_response, not_found, to_api_error
+from helpers.server.fastpath import FilesFastPath
 from helpers.server.files import download
 from helpers.server.guard import check_throttle, client_address, read_body, record
 from helpers.server.limits import DEFAULT_PREFIX, DEFAULT_URL_TTL_SECONDS, ServerLimits
@@ -269,6 +271,16 @@ async def lab_ca(request: Request) -> Response:
     return ca_response(getattr(request.app.state, "tls", None))
 
 
+def _download_endpoint(svc: SharingService) -> Endpoint:
+    """The signed download endpoint: one per service, shared by its route and :class:`FilesFastPath`."""
+    found: Endpoint | None = svc.__dict__.get("_download_endpoint")
+    if found is None:
+        found = svc.__dict__.setdefault(
+            "_download_endpoint", _open_endpoint(svc, "downloadFile", download)
+        )
+    return found
+
+
 def _routes(svc: SharingService) -> list[Route]:
     p = svc.prefix
     t = p + "/shares/{share}/schemas/{schema}/tables/{table}"
@@ -303,11 +315,7 @@ def _routes(svc: SharingService) -> list[Route]:
         Route(t + "/metadata", protocol("getTableMetadata", metadata), methods=["GET"]),
         Route(t + "/query", protocol("queryTable", query), methods=["POST"]),
         Route(t + "/changes", protocol("queryTableChanges", changes), methods=["GET"]),
-        Route(
-            p + "/files/{token}",
-            _open_endpoint(svc, "downloadFile", download),
-            methods=["GET", "HEAD"],
-        ),
+        Route(p + "/files/{token}", _download_endpoint(svc), methods=["GET", "HEAD"]),
         Route(
             p + "/activation/{code}",
             _open_endpoint(svc, "activate", activation),
@@ -369,7 +377,10 @@ def create_app(
         the connection limits are the ASGI server's, see :mod:`helpers.server.connections`).
     """
     svc = SharingService(home, public_url, prefix, url_ttl_seconds, limits)
-    app = Starlette(routes=_routes(svc), lifespan=_lifespan(svc))
+    fast = Middleware(
+        FilesFastPath, files_prefix=svc.prefix + "/files/", endpoint=_download_endpoint(svc)
+    )
+    app = Starlette(routes=_routes(svc), lifespan=_lifespan(svc), middleware=[fast])
     app.add_exception_handler(404, _on_404)
     app.add_exception_handler(405, _on_405)
     app.state.service = svc
