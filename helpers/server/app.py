@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -29,7 +29,7 @@ from helpers.server.fastpath import FilesFastPath
 from helpers.server.files import download
 from helpers.server.guard import check_throttle, client_address, read_body, record
 from helpers.server.limits import DEFAULT_PREFIX, DEFAULT_URL_TTL_SECONDS, ServerLimits
-from helpers.server.ndjson import NDJSON, ndjson_response
+from helpers.server.ndjson import NDJSON, Body, ndjson_response, prefetch
 from helpers.server.pages import CA_ROUTE, activation_page, ca_response, wants_html
 from helpers.server.params import (
     check_fileidhash,
@@ -226,16 +226,25 @@ async def metadata(
     return Response("".join(lines), media_type=NDJSON, headers=headers)
 
 
+def _prefetched(
+    fn: Callable[..., tuple[dict[str, str], Iterator[str]]], *args: Any
+) -> tuple[dict[str, str], Body]:
+    """``fn(*args)`` and its lines rendered up to the second chunk, in one thread hop: a small answer
+    needs no more hops, and an error while rendering it is a JSON error, not a broken stream."""
+    headers, lines = fn(*args)
+    return headers, prefetch(lines)
+
+
 async def query(svc: SharingService, request: Request, info: AuditInfo, r: Recipient) -> Response:
     body = parse_json_body(await read_body(request, svc.limits.max_body_bytes))
     caps = parse_capabilities(request.headers.get("delta-sharing-capabilities"))
     fh = check_fileidhash(request)
     if fh:
         body["_fileidhash"] = fh
-    headers, lines = await run_in_threadpool(
-        svc.query, request, r, _names(request), body, caps, info
+    headers, out = await run_in_threadpool(
+        _prefetched, svc.query, request, r, _names(request), body, caps, info
     )
-    return ndjson_response(echo_capabilities(headers, caps), lines)
+    return ndjson_response(echo_capabilities(headers, caps), out)
 
 
 async def changes(svc: SharingService, request: Request, info: AuditInfo, r: Recipient) -> Response:
@@ -244,10 +253,10 @@ async def changes(svc: SharingService, request: Request, info: AuditInfo, r: Rec
     params = dict(request.query_params)
     if fh:
         params["_fileidhash"] = fh
-    headers, lines = await run_in_threadpool(
-        svc.changes, request, r, _names(request), params, caps, info
+    headers, out = await run_in_threadpool(
+        _prefetched, svc.changes, request, r, _names(request), params, caps, info
     )
-    return ndjson_response(echo_capabilities(headers, caps), lines)
+    return ndjson_response(echo_capabilities(headers, caps), out)
 
 
 async def activation(svc: SharingService, request: Request, info: AuditInfo) -> Response:

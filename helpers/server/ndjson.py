@@ -7,11 +7,12 @@ the renderers here fill in the URL and expiry, and keep the rendered lines of on
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from helpers.server.dv import with_signed_dv
 from helpers.server.protocol import FileLineTemplate
@@ -26,6 +27,7 @@ __all__ = [
     "PresignedLineRenderer",
     "chunked",
     "ndjson_response",
+    "prefetch",
 ]
 
 NDJSON = "application/x-ndjson; charset=utf-8"
@@ -155,6 +157,21 @@ def chunked(lines: Iterator[str]) -> Iterator[bytes]:
         yield "".join(buf).encode()
 
 
-def ndjson_response(headers: dict[str, str], lines: Iterator[str]) -> StreamingResponse:
-    """A streamed NDJSON response of ``lines``."""
-    return StreamingResponse(chunked(lines), media_type=NDJSON, headers=headers)
+Body = tuple[list[bytes], Iterator[bytes] | None]
+"""What :func:`prefetch` read: the first chunks, and the rest to stream (None: that was all)."""
+
+
+def prefetch(lines: Iterator[str]) -> Body:
+    """Render ``lines`` into chunks up to the second one (call it in the thread hop that made them):
+    a response of one chunk (most of them: ~256 KiB) is then answered whole, with no more hops."""
+    chunks = chunked(lines)
+    first = list(itertools.islice(chunks, 2))
+    return first, (chunks if len(first) == 2 else None)
+
+
+def ndjson_response(headers: dict[str, str], body: Body) -> Response:
+    """The NDJSON response of a :func:`prefetch`: whole when it was all read, else streamed."""
+    first, rest = body
+    if rest is None:
+        return Response(b"".join(first), media_type=NDJSON, headers=headers)
+    return StreamingResponse(itertools.chain(first, rest), media_type=NDJSON, headers=headers)
