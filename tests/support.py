@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import requests
@@ -28,6 +29,7 @@ from helpers.procs import free_port
 
 __all__ = [
     "REPO",
+    "count_generation_reads",
     "SEED_000_SQL",
     "RunningServer",
     "free_port",
@@ -191,3 +193,19 @@ def share_crm_tables(cat: Catalog) -> None:
     cat.create_recipient("analyst")
     cat.grant("crm_share", "analyst")
     cat.grant("orders_share", "analyst")
+
+
+def count_generation_reads(monkeypatch: Any) -> list[int]:
+    """Count the access generation's reads from the database (helpers.catalog.access): a list that grows
+    by one per read."""
+    import helpers.catalog.access as access
+
+    reads: list[int] = []
+    original = access.read_generation
+
+    def counted(conn: Any) -> Any:
+        reads.append(1)
+        return original(conn)
+
+    monkeypatch.setattr(access, "read_generation", counted)
+    return reads

@@ -23,7 +23,7 @@ from deltalake import write_deltalake
 from helpers.catalog import Catalog, PartitionClause, clock, open_catalog
 from helpers.catalog.generation import WATCHED_TABLES
 from helpers.catalog.views import view_store
-from tests.support import RunningServer, start_server, stop_server
+from tests.support import RunningServer, count_generation_reads, start_server, stop_server
 
 BACKENDS = pytest.mark.parametrize(
     "catalog_backend", ["sqlite", "postgresql"], indirect=True, scope="module"
@@ -317,7 +317,6 @@ def test_nothing_is_remembered_from_a_write_transaction_that_rolls_back(
 def test_a_read_transaction_reads_the_generation_once(
     served: tuple[Path, RunningServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import helpers.catalog.access as access
 
     home, _server = served
     share, who, token = _setup(home)
@@ -326,14 +325,7 @@ def test_a_read_transaction_reads_the_generation_once(
         cat.authenticate(token)
         cat.recipient_shares(who)
         cat.shared_tables(share)
-        reads: list[int] = []
-        original = access.read_generation
-
-        def counted(conn: Any) -> Any:
-            reads.append(1)
-            return original(conn)
-
-        monkeypatch.setattr(access, "read_generation", counted)
+        reads = count_generation_reads(monkeypatch)
 
         def body(_conn: object) -> None:
             assert cat.authenticate(token) is not None

@@ -22,10 +22,9 @@ import pytest
 import requests
 from deltalake import write_deltalake
 
-import helpers.catalog.access as access
 from helpers.catalog import Catalog, open_catalog
 from helpers.catalog.watch import LEASE_SECONDS, start_watch, stop_watch, watched_generation
-from tests.support import start_server, stop_server
+from tests.support import count_generation_reads, start_server, stop_server
 
 pytestmark = pytest.mark.parametrize(
     "catalog_backend", ["postgresql"], indirect=True, scope="module"
@@ -74,14 +73,7 @@ def test_a_watching_catalog_checks_without_a_round_trip_and_misses_no_change(
     try:
         _wait_trusted(watching)
         assert watching.authenticate(token) is not None
-        reads: list[int] = []
-        original = access.read_generation
-
-        def counted(conn: Any) -> Any:
-            reads.append(1)
-            return original(conn)
-
-        monkeypatch.setattr(access, "read_generation", counted)
+        reads = count_generation_reads(monkeypatch)
         for _ in range(50):
             assert watching.authenticate(token) is not None
             assert [s.name for s in watching.recipient_shares(name)] == [name]
