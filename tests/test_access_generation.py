@@ -317,7 +317,6 @@ def test_nothing_is_remembered_from_a_write_transaction_that_rolls_back(
 def test_a_read_transaction_reads_the_generation_once(
     served: tuple[Path, RunningServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-
     home, _server = served
     share, who, token = _setup(home)
     cat = open_catalog(home)

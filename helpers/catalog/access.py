@@ -130,9 +130,8 @@ class AccessMixin:
                 return hit[0]
 
         def body(conn: sqlite3.Connection) -> tuple[int | None, _T]:
-            return self.access_generation(), read(
-                conn
-            )  # one snapshot: the value is of that generation
+            # one snapshot: the value is of that generation
+            return self.access_generation(), read(conn)
 
         seen, value = self.db.read(body)
         if seen is not None:

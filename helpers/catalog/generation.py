@@ -27,7 +27,6 @@ __all__ = [
     "WATCHED_TABLES",
     "GenerationCache",
     "ensure_generation",
-    "generation_ready",
     "read_generation",
 ]
 
@@ -128,11 +127,6 @@ def _missing(conn: Any) -> list[str]:
             )
         ]
     return [t for t in _existing(conn) if _TRIGGER.format(table=t) not in have]
-
-
-def generation_ready(db: Database) -> bool:
-    """Whether this process made sure of the counter and its triggers in ``db``."""
-    return db in _READY
 
 
 def ensure_generation(db: Database) -> bool:

@@ -280,17 +280,7 @@ async def lab_ca(request: Request) -> Response:
     return ca_response(getattr(request.app.state, "tls", None))
 
 
-def _download_endpoint(svc: SharingService) -> Endpoint:
-    """The signed download endpoint: one per service, shared by its route and :class:`FilesFastPath`."""
-    found: Endpoint | None = svc.__dict__.get("_download_endpoint")
-    if found is None:
-        found = svc.__dict__.setdefault(
-            "_download_endpoint", _open_endpoint(svc, "downloadFile", download)
-        )
-    return found
-
-
-def _routes(svc: SharingService) -> list[Route]:
+def _routes(svc: SharingService, download_endpoint: Endpoint) -> list[Route]:
     p = svc.prefix
     t = p + "/shares/{share}/schemas/{schema}/tables/{table}"
 
@@ -324,7 +314,7 @@ def _routes(svc: SharingService) -> list[Route]:
         Route(t + "/metadata", protocol("getTableMetadata", metadata), methods=["GET"]),
         Route(t + "/query", protocol("queryTable", query), methods=["POST"]),
         Route(t + "/changes", protocol("queryTableChanges", changes), methods=["GET"]),
-        Route(p + "/files/{token}", _download_endpoint(svc), methods=["GET", "HEAD"]),
+        Route(p + "/files/{token}", download_endpoint, methods=["GET", "HEAD"]),
         Route(
             p + "/activation/{code}",
             _open_endpoint(svc, "activate", activation),
@@ -386,10 +376,15 @@ def create_app(
         the connection limits are the ASGI server's, see :mod:`helpers.server.connections`).
     """
     svc = SharingService(home, public_url, prefix, url_ttl_seconds, limits)
+    download_endpoint = _open_endpoint(
+        svc, "downloadFile", download
+    )  # the route's and the fast path's
     fast = Middleware(
-        FilesFastPath, files_prefix=svc.prefix + "/files/", endpoint=_download_endpoint(svc)
+        FilesFastPath, files_prefix=svc.prefix + "/files/", endpoint=download_endpoint
     )
-    app = Starlette(routes=_routes(svc), lifespan=_lifespan(svc), middleware=[fast])
+    app = Starlette(
+        routes=_routes(svc, download_endpoint), lifespan=_lifespan(svc), middleware=[fast]
+    )
     app.add_exception_handler(404, _on_404)
     app.add_exception_handler(405, _on_405)
     app.state.service = svc
