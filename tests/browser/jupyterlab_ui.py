@@ -62,29 +62,37 @@ def open_notebook(page: Any, lab: dict[str, Any], rel: str) -> None:
     page.goto(f"{lab['base']}/lab/tree/{rel}?token={lab['token']}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", state="attached", timeout=90_000)
     wait_idle(page)
-    wait_kernel_ready(page, lab, rel)
+    wait_kernel_ready(page, lab["base"], rel, {"Authorization": f"token {lab['token']}"})
 
 
-def wait_kernel_ready(page: Any, lab: dict[str, Any], rel: str, timeout: float = 180.0) -> None:
+# as JupyterLab itself asks: a request made with cookies carries the _xsrf cookie back as a header
+SESSIONS = """async ([url, headers]) => {
+    const xsrf = (document.cookie.match(/(?:^|; )_xsrf=([^;]*)/) || [])[1];
+    if (xsrf) headers = {...headers, 'X-XSRFToken': decodeURIComponent(xsrf)};
+    const r = await fetch(url, {headers});
+    return [r.status, r.ok ? await r.json() : []];
+}"""
+
+
+def wait_kernel_ready(
+    page: Any, base: str, rel: str, headers: dict[str, str] | None = None, timeout: float = 180.0
+) -> None:
     """Wait until the notebook's kernel has started and the page is connected to it (the server's
-    ``/api/sessions``): a run request sent while a fresh kernel still starts can be lost."""
+    ``/api/sessions``, fetched by the page itself, so with its cookies and the certificate it trusts, plus
+    ``headers``): a run request sent while a fresh kernel still starts can be lost."""
     deadline = time.monotonic() + timeout
     state: object = None
     while time.monotonic() < deadline:
-        resp = page.request.get(
-            f"{lab['base']}/api/sessions", headers={"Authorization": f"token {lab['token']}"}
-        )
-        sessions = (
-            [s for s in resp.json() if str(s.get("path", "")).endswith(rel)] if resp.ok else []
-        )
+        status, body = page.evaluate(SESSIONS, [f"{base}/api/sessions", headers or {}])
+        sessions = [s for s in body if str(s.get("path", "")).endswith(rel)] if status == 200 else []
         kernel = sessions[0].get("kernel") or {} if sessions else {}
-        state = (kernel.get("execution_state"), kernel.get("connections"))
+        state = (kernel.get("execution_state"), kernel.get("connections"), status)
         if state[0] == "idle" and (state[1] or 0) >= 1:
             wait_idle(page)
             return
         time.sleep(0.5)
     raise AssertionError(
-        f"the kernel of {rel} did not become ready: (state, connections) = {state}"
+        f"the kernel of {rel} did not become ready: (state, connections, HTTP status) = {state}"
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.browser.jupyterlab_ui import CHROMIUM, FLAGS
+from tests.browser.jupyterlab_ui import CHROMIUM, FLAGS, wait_kernel_ready
 
 __all__ = ["CHROMIUM", "chromium", "run_all", "sign_in", "spki_pin"]
 
@@ -85,20 +85,24 @@ STARTED = """() => [...document.querySelectorAll('.jp-InputPrompt')]
 
 def run_all(page: Any, server: str, rel: str) -> list[str]:
     """Open notebook ``rel`` of the single-user server at ``server`` (``https://hub/user/NAME``), wait until
-    its kernel is idle, clear its outputs, Run All Cells (again while no cell starts); the ``src`` of the
-    images it shows."""
-    page.goto(f"{server}/lab/tree/{rel}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", state="attached", timeout=120_000)
-    _wait_idle(page)
-    _menu(page, "Edit", "Clear Outputs of All Cells")
-    page.wait_for_function("() => !document.querySelector('.jp-OutputArea-output img')")
-    for _attempt in range(5):  # a run request sent while a fresh kernel still connects can be lost
+    its kernel is idle and the page connected to it, clear its outputs, Run All Cells (again, after a reload,
+    while no cell starts); the ``src`` of the images it shows."""
+    for _load in range(3):  # a run request sent while the page's kernel connection settles can be lost
+        page.goto(f"{server}/lab/tree/{rel}")
+        page.wait_for_selector(".jp-Notebook .jp-Cell", state="attached", timeout=120_000)
+        _wait_idle(page)
+        wait_kernel_ready(page, server, rel)
+        _menu(page, "Edit", "Clear Outputs of All Cells")
+        page.wait_for_function("() => !document.querySelector('.jp-OutputArea-output img')")
         _menu(page, "Run", "Run All Cells")
         try:
-            page.wait_for_function(STARTED, timeout=30_000)
+            page.wait_for_function(STARTED, timeout=60_000)
             break
-        except Exception:  # noqa: BLE001 - nothing started: ask again
+        except Exception:  # noqa: BLE001 - nothing started: load the page again and ask again
             continue
+    else:
+        prompts = page.locator(".jp-InputPrompt").all_inner_texts()
+        raise AssertionError(f"Run All Cells started no cell in 3 page loads: prompts {prompts}")
     try:
         page.wait_for_selector(".jp-OutputArea-output img", state="attached", timeout=300_000)
     except Exception as exc:  # say what the page shows instead of the plots
