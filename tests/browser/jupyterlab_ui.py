@@ -84,7 +84,9 @@ def wait_kernel_ready(
     state: object = None
     while time.monotonic() < deadline:
         status, body = page.evaluate(SESSIONS, [f"{base}/api/sessions", headers or {}])
-        sessions = [s for s in body if str(s.get("path", "")).endswith(rel)] if status == 200 else []
+        sessions = (
+            [s for s in body if str(s.get("path", "")).endswith(rel)] if status == 200 else []
+        )
         kernel = sessions[0].get("kernel") or {} if sessions else {}
         state = (kernel.get("execution_state"), kernel.get("connections"), status)
         if state[0] == "idle" and (state[1] or 0) >= 1:

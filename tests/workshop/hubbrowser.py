@@ -87,7 +87,8 @@ def run_all(page: Any, server: str, rel: str) -> list[str]:
     """Open notebook ``rel`` of the single-user server at ``server`` (``https://hub/user/NAME``), wait until
     its kernel is idle and the page connected to it, clear its outputs, Run All Cells (again, after a reload,
     while no cell starts); the ``src`` of the images it shows."""
-    for _load in range(3):  # a run request sent while the page's kernel connection settles can be lost
+    # a run request sent while the page's kernel connection settles can be lost
+    for _load in range(3):
         page.goto(f"{server}/lab/tree/{rel}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", state="attached", timeout=120_000)
         _wait_idle(page)
