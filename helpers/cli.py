@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "start": ("helpers.server", "start the Delta Sharing server in the background"),
     "stop": ("helpers.server", "stop the background Delta Sharing server"),
     "status": ("helpers.server", "show the Delta Sharing server's state"),
+    "secure-link-conf": (
+        "helpers.server",
+        "write nginx's secure_link secret (derived from the signing key) for links nginx checks",
+    ),
     "jupyter": ("helpers.jupyter", "start, stop or show JupyterLab (127.0.0.1, token auth)"),
     "batch": ("helpers.batch", "execute every notebook and lab solution with papermill"),
     "labs": ("helpers.labs", "build and grade the hands-on labs"),

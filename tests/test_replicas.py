@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -29,26 +28,11 @@ from deltalake import write_deltalake
 
 from helpers.catalog import Catalog
 from helpers.provider import Provider
-from tests.support import REPO, RunningServer, free_port, start_server, stop_server
+from helpers.server.securelink import write_conf
+from tests.nginx import NGINX, render_nginx, start_nginx
+from tests.support import RunningServer, free_port, start_server, stop_server
 
 pytestmark = [pytest.mark.replicas, pytest.mark.timeout(300)]
-
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-
-
-def render_nginx(prefix: Path, listen: int, upstreams: list[int]) -> Path:
-    """``docker/nginx/sharelab.conf.template`` for loopback ports; returns the config file."""
-    text = (REPO / "docker" / "nginx" / "sharelab.conf.template").read_text()
-    lines = " ".join(f"server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in upstreams)
-    text = (
-        text.replace("@PREFIX@", str(prefix))
-        .replace("@LISTEN@", f"127.0.0.1:{listen}")
-        .replace("@UPSTREAMS@", lines)
-        .replace("@USER@", "user root;" if os.geteuid() == 0 else "")
-    )
-    conf = prefix / "nginx.conf"
-    conf.write_text(text)
-    return conf
 
 
 @dataclass
@@ -118,19 +102,9 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, pg_cluster: object) -> It
             )
         prefix = root / "nginx"
         prefix.mkdir()
-        conf = render_nginx(prefix, proxy_port, [s.port for s in started])
-        nginx = subprocess.Popen(
-            [NGINX, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL,
-            stderr=open(prefix / "stderr.log", "wb"),  # noqa: SIM115 - closed with the process
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(proxy + "/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
+        link_conf = write_conf(key.read_bytes(), prefix / "secure_link.conf")
+        conf = render_nginx(prefix, proxy_port, [s.port for s in started], link_conf)
+        nginx = start_nginx(prefix, conf, proxy)
         profile = root / "r.share"
         profile.write_text(
             json.dumps(

@@ -1,4 +1,4 @@
-"""``sharelab serve|start|stop|status``: the server's subcommands."""
+"""``sharelab serve|start|stop|status|secure-link-conf``: the server's subcommands."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import argparse
 import json
 from typing import Any
 
+from helpers.exceptions import InvalidArgumentError
+from helpers.home import LabHome
+from helpers.server.cluster import signing_key_path
 from helpers.server.lifecycle import serve, start, status, stop
 from helpers.server.limits import DEFAULT_PORT
 
@@ -90,6 +93,26 @@ def _do_status(a: argparse.Namespace) -> int:
     return 0
 
 
+def _do_secure_link_conf(a: argparse.Namespace) -> int:
+    from helpers.server.securelink import write_conf
+    from helpers.server.signing import load_or_create_key
+
+    key_file = signing_key_path(LabHome.resolve(a.home))
+    if not key_file.is_file():
+        raise InvalidArgumentError(
+            f"no signing key at {key_file}; start the server once (it makes the key) or set "
+            "SHARELAB_SIGNING_KEY_FILE to the replicas' key"
+        )
+    try:
+        path = write_conf(load_or_create_key(key_file), a.file)
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"cannot write {a.file}: {exc.strerror}; choose a writable path"
+        ) from None
+    print(f"wrote {path} (0600): include it in nginx's secure_link location (docker/nginx/)")
+    return 0
+
+
 def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``serve``, ``start``, ``stop`` and ``status`` to the ``sharelab`` command."""
     p = subparsers.add_parser("serve", help="run the Delta Sharing server in the foreground")
@@ -106,3 +129,10 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p = subparsers.add_parser("status", help="show the Delta Sharing server's state")
     p.add_argument("--json", action="store_true", help="print the state as JSON")
     p.set_defaults(func=_do_status)
+
+    p = subparsers.add_parser(
+        "secure-link-conf",
+        help="write nginx's secure_link secret (derived from the signing key) for links nginx checks",
+    )
+    p.add_argument("file", help="the nginx include file to write (mode 0600)")
+    p.set_defaults(func=_do_secure_link_conf)

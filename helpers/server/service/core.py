@@ -31,6 +31,7 @@ from helpers.server.ndjson import EntrySet
 from helpers.server.params import int_param
 from helpers.server.pinned import pinned
 from helpers.server.protocol import MetadataLine, ProtocolLine, dumps, ndjson
+from helpers.server.securelink import SecureLinks
 from helpers.server.service.entries import FileEntryCache
 from helpers.server.signing import FileRef, Signer, load_or_create_key
 from helpers.server.throttle import FailureThrottle
@@ -78,7 +79,11 @@ class ServiceCore:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.url_ttl_ms = int(url_ttl_seconds * 1000)
-        self.signer = Signer(load_or_create_key(signing_key_path(self.home)))
+        key = load_or_create_key(signing_key_path(self.home))
+        self.signer = Signer(key)
+        self.secure_links = SecureLinks.from_env(
+            key
+        )  # behind nginx: links it checks (server.securelink)
         self.audit = AuditWriter(
             self.catalog,
             retention_days=self.limits.audit_retention_days,
@@ -261,6 +266,10 @@ class ServiceCore:
         step = min(_EXPIRY_STEP_MS, max(1000, self.url_ttl_ms))
         raw = int(time.time() * 1000) + self.url_ttl_ms
         return -(-raw // step) * step
+
+    def direct_links(self, recipient: Recipient) -> bool:
+        """Whether ``recipient``'s files get links nginx checks itself (:mod:`helpers.server.securelink`)."""
+        return self.secure_links is not None
 
     def file_url(self, base: str, token: str, exp: int, recipient: str = "") -> str:
         """A signed download URL (``rcp`` names the recipient for the audit log; it is signed too)."""

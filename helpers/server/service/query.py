@@ -238,7 +238,9 @@ class QueryService(ChangesService):
             snapshot.version if travelled else None,
             visible=visible_size(snapshot, allowed),
         )
-        exp, render, cache = self._renderer(table, log_, snapshot, entry_set, base, identity)
+        exp, render, cache = self._renderer(
+            table, log_, snapshot, entry_set, base, identity, self.direct_links(recipient)
+        )
         if (
             fmt == "delta"
             and object_store_log(log_) is None
@@ -347,17 +349,27 @@ class QueryService(ChangesService):
         entry_set: EntrySet,
         base: str,
         rname: str,
+        direct: bool = False,
     ) -> tuple[int, LineRenderer | PresignedLineRenderer | DvLineRenderer, list[str | None]]:
-        """(URL expiry, line renderer, its line cache) for the files of one response."""
+        """(URL expiry, line renderer, its line cache) for the files of one response; ``direct``: links
+        nginx checks itself (:mod:`helpers.server.securelink`) where the scheme allows."""
         exp = self.expiry_ms()
         store = object_store_log(log_)
         if store is not None:
             exp, sign = self.presigner(store)
             return exp, PresignedLineRenderer(sign, exp), []
-        cache = entry_set.rendered((base, exp, rname))
         header = self.signer.token_header(
             table.id, snapshot.version, table.share, table.schema, table.name
         )
+        if direct and self.secure_links is not None:
+            token_path = self.signer.token_path
+
+            def checked(raw: str) -> str:  # a file outside the link root: the server checks it
+                return self.file_url(base, f"{header}.{token_path(raw)}", exp, rname)
+
+            link = self.secure_links.signer(base, exp, log_.file_path, checked)
+            return exp, PresignedLineRenderer(link, exp), []
+        cache = entry_set.rendered((base, exp, rname))
         render = LineRenderer(
             self.file_url_parts(base, header, exp, rname),
             self.signer.file_signer(header, exp, rname),

@@ -76,6 +76,12 @@ class ViewsService(DiscoveryService, QueryService):
             self.__dict__["_view_store"] = store
         return store
 
+    def direct_links(self, recipient: Recipient) -> bool:
+        """Not for a recipient with an IP access list: the server checks each of its downloads."""
+        return (
+            super().direct_links(recipient) and self.view_store.ip_access_list(recipient.id) is None
+        )
+
     @property
     def materializer(self) -> ViewMaterializer:
         found: ViewMaterializer | None = self.__dict__.get("_materializer")
