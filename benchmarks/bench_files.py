@@ -17,7 +17,10 @@ official client makes the same requests in both runs; only who serves the files 
    (``rchar``) vs the table's size;
 3. one file downloaded with curl (a non-Python client): sharelab vs nginx (target >= 0.9x), server CPU
    seconds per GB; and sharelab behind nginx with the ``X-Accel-Redirect`` hand-off: the replica's CPU per
-   download (target: near zero); the official client's own download rate, as the client's figure.
+   download (target: near zero); the official client's own download rate, as the client's figure;
+4. the official client through nginx in front of sharelab with links nginx checks itself
+   (``SHARELAB_SECURE_LINK_PREFIX``: no download reaches the replica) vs the static server (<= 1.05x),
+   and the replica's CPU per load (its ``/query`` and metadata requests only).
 
 Run: ``.venv/bin/python benchmarks/bench_files.py [--quick]``.
 """
@@ -53,6 +56,7 @@ from deltalake import DeltaTable, write_deltalake  # noqa: E402
 from helpers.catalog import open_catalog  # noqa: E402
 from helpers.procs import free_port  # noqa: E402
 from helpers.provider import Provider  # noqa: E402
+from helpers.server.securelink import write_conf  # noqa: E402
 from tests.support import RunningServer, start_server, stop_server  # noqa: E402
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -65,7 +69,7 @@ def make_tables(root: Path, home: Path, big_mb: int) -> dict[str, Path]:
     tables: dict[str, Path] = {}
     sql = ["CREATE SHARE s"]
     for n in (1, 8, 64):
-        path = root / "data" / f"t{n}"
+        path = root / "data" / "linked" / f"t{n}"  # under the link root of measure 4
         per = ROWS // n
         for i in range(n):
             frame = pd.DataFrame(
@@ -95,8 +99,17 @@ def make_tables(root: Path, home: Path, big_mb: int) -> dict[str, Path]:
 
 
 def nginx_conf(
-    prefix: Path, listen: int, upstream: int, root: Path, responses: Path, versions: dict[str, str]
+    prefix: Path,
+    listen: int,
+    upstream: int,
+    root: Path,
+    responses: Path,
+    versions: dict[str, str],
+    proxy_listen: int,
+    link_conf: Path,
 ) -> Path:
+    """Port ``listen``: the static side (files and /query answers from disk, the rest proxied); port
+    ``proxy_listen``: sharelab behind nginx as docker/nginx/ has it (X-Accel and secure_link locations)."""
     user = "user root;" if os.geteuid() == 0 else ""
     queries = "\n".join(
         f"""        location = /delta-sharing/shares/s/schemas/sch/tables/{name}/query {{
@@ -136,7 +149,25 @@ http {{
             proxy_set_header Host $http_host;
             proxy_buffering off;
         }}
+    }}
+    server {{
+        listen 127.0.0.1:{proxy_listen};
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_buffering off;
+        }}
         location /_sharelab_files/ {{ internal; alias /; }}
+        location /_sharelab_link/ {{
+            include {link_conf};
+            secure_link $arg_md5,$arg_expires;
+            secure_link_md5 "$secure_link_expires$uri $sharelab_link_secret";
+            if ($secure_link = "") {{ return 403; }}
+            if ($secure_link = "0") {{ return 403; }}
+            alias {root}/linked/;
+        }}
     }}
 }}
 """
@@ -291,6 +322,44 @@ def nginx_static_requests(prefix: Path) -> int:
 
 
 # ----------------------------------------------------------------------------------------- main
+def link_requests(prefix: Path) -> int:
+    """Requests nginx answered on secure_link URLs so far (its access log)."""
+    log = prefix / "access.log"
+    return (
+        sum(" /_sharelab_link/" in line for line in log.read_text().splitlines())
+        if log.exists()
+        else 0
+    )
+
+
+def behind_nginx(
+    client: Any, via: Path, static: Path, prefix: Path, replica: int, reps: int
+) -> None:
+    """4. the official client through nginx in front of sharelab with links nginx checks itself
+    (``SHARELAB_SECURE_LINK_PREFIX``) vs the same client against nginx's static files."""
+    print(
+        "\n4. behind nginx, links nginx checks (secure_link) vs nginx static files: official client"
+        " load_as_pandas (median s)"
+    )
+    print(
+        f"{'files':>5} {'links':>8} {'static':>8} {'ratio':>6} {'link req/file':>13} "
+        f"{'replica CPU/load':>16}"
+    )
+    for n in (1, 8, 64):
+        name = f"t{n}"
+        c0, r0 = tree_cpu(replica), link_requests(prefix)
+        t_link = median_of(lambda n=name: client.load_as_pandas(f"{via}#s.sch.{n}"), reps)
+        time.sleep(0.3)
+        loads = reps + 1
+        cpu = (tree_cpu(replica) - c0) / loads
+        per_file = (link_requests(prefix) - r0) / loads / n
+        t_static = median_of(lambda n=name: client.load_as_pandas(f"{static}#s.sch.{n}"), reps)
+        print(
+            f"{n:>5} {t_link:>8.3f} {t_static:>8.3f} {t_link / t_static:>5.2f}x {per_file:>13.1f} "
+            f"{cpu * 1e3:>13.1f} ms"
+        )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, few repetitions")
@@ -311,10 +380,11 @@ def main() -> int:
         sl = start_server(home, extra=["--workers", "1"], env={"SHARELAB_WORKERS": "1"})
         servers.append(sl)
         token = open_catalog(home).issue_token("r").token
-        ng_port = free_port()
+        ng_port, px_port = free_port(), free_port()
         prefix = root / "nginx"
         responses = root / "responses"
         prefix.mkdir()
+        link_conf = write_conf((home / "server" / "secret.key").read_bytes(), prefix / "link.conf")
         versions: dict[str, str] = {}
         for name, path in tables.items():
             lines = query_lines(sl.endpoint, token, name, versions)
@@ -325,7 +395,9 @@ def main() -> int:
             )
         ng = start_nginx(
             prefix,
-            nginx_conf(prefix, ng_port, sl.port, root / "data", responses, versions),
+            nginx_conf(
+                prefix, ng_port, sl.port, root / "data", responses, versions, px_port, link_conf
+            ),
             ng_port,
         )
         nginxes.append(ng)
@@ -431,18 +503,24 @@ def main() -> int:
         ng.terminate()
         ng.wait()
         nginxes.remove(ng)
+        px = f"http://127.0.0.1:{px_port}"
         accel = start_server(
             home,
             port=sl.port,
-            extra=["--workers", "1", "--public-url", f"http://127.0.0.1:{ng_port}"],
-            env={"SHARELAB_WORKERS": "1", "SHARELAB_ACCEL_REDIRECT": "/_sharelab_files"},
+            extra=["--workers", "1", "--public-url", px],
+            env={
+                "SHARELAB_WORKERS": "1",
+                "SHARELAB_ACCEL_REDIRECT": "/_sharelab_files",
+                # t1, t8 and t64 (measure 4) lie under the link root; "big" does not: X-Accel
+                "SHARELAB_SECURE_LINK_PREFIX": "/_sharelab_link",
+                "SHARELAB_SECURE_LINK_ROOT": str(root / "data" / "linked"),
+            },
         )
         servers.append(accel)
         ng = start_nginx(prefix, prefix / "nginx.conf", ng_port)
         nginxes.append(ng)
-        via = json.loads(
-            query_lines(f"http://127.0.0.1:{ng_port}/delta-sharing/", token, "big")[-1]
-        )["file"]
+        via = json.loads(query_lines(f"{px}/delta-sharing/", token, "big")[-1])["file"]
+        assert "/files/" in via["url"], via["url"]  # checked by the replica, streamed by nginx
         c_sl, c_ng = tree_cpu(accel.process.pid), tree_cpu(ng.pid)
         acc_rate = curl_rate(via["url"], reps)
         downloads = reps + 1
@@ -457,7 +535,7 @@ def main() -> int:
             json.dumps(
                 {
                     "shareCredentialsVersion": 1,
-                    "endpoint": f"http://127.0.0.1:{ng_port}/delta-sharing/",
+                    "endpoint": f"{px}/delta-sharing/",
                     "bearerToken": token,
                 }
             )
@@ -468,6 +546,7 @@ def main() -> int:
         print(
             f"   the official client's own rate on that table: {big['size'] / 1e6 / t_client:.0f} MB/s (client figure)"
         )
+        behind_nginx(delta_sharing, via_profile, ng_profile, prefix, accel.process.pid, reps)
         print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         for proc in nginxes:
