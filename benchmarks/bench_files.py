@@ -138,12 +138,13 @@ http {{
     tcp_nopush on;
     keepalive_requests 100000;
     default_type application/octet-stream;
+    upstream sharelab {{ server 127.0.0.1:{upstream}; keepalive 32; }}  # as docker/nginx/ has it
     server {{
         listen 127.0.0.1:{listen};
         location /static/ {{ alias {root}/; }}
 {queries}
         location / {{
-            proxy_pass http://127.0.0.1:{upstream};
+            proxy_pass http://sharelab;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
@@ -153,7 +154,7 @@ http {{
     server {{
         listen 127.0.0.1:{proxy_listen};
         location / {{
-            proxy_pass http://127.0.0.1:{upstream};
+            proxy_pass http://sharelab;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
@@ -336,27 +337,36 @@ def behind_nginx(
     client: Any, via: Path, static: Path, prefix: Path, replica: int, reps: int
 ) -> None:
     """4. the official client through nginx in front of sharelab with links nginx checks itself
-    (``SHARELAB_SECURE_LINK_PREFIX``) vs the same client against nginx's static files."""
+    (``SHARELAB_SECURE_LINK_PREFIX``) vs the same client against nginx's static files, interleaved
+    load by load (the order swapped every round) so drift and other load hit both alike."""
     print(
         "\n4. behind nginx, links nginx checks (secure_link) vs nginx static files: official client"
-        " load_as_pandas (median s)"
+        " load_as_pandas (median s of interleaved rounds; ratio: median of the rounds' ratios)"
     )
     print(
         f"{'files':>5} {'links':>8} {'static':>8} {'ratio':>6} {'link req/file':>13} "
         f"{'replica CPU/load':>16}"
     )
+    rounds = max(9, 3 * reps)
     for n in (1, 8, 64):
         name = f"t{n}"
+        client.load_as_pandas(f"{via}#s.sch.{name}")  # warm-up, both sides
+        client.load_as_pandas(f"{static}#s.sch.{name}")
         c0, r0 = tree_cpu(replica), link_requests(prefix)
-        t_link = median_of(lambda n=name: client.load_as_pandas(f"{via}#s.sch.{n}"), reps)
+        times: dict[str, list[float]] = {"via": [], "static": []}
+        for r in range(rounds):
+            order = [("via", via), ("static", static)]
+            for side, profile in order if r % 2 == 0 else order[::-1]:
+                t0 = time.perf_counter()
+                client.load_as_pandas(f"{profile}#s.sch.{name}")
+                times[side].append(time.perf_counter() - t0)
         time.sleep(0.3)
-        loads = reps + 1
-        cpu = (tree_cpu(replica) - c0) / loads
-        per_file = (link_requests(prefix) - r0) / loads / n
-        t_static = median_of(lambda n=name: client.load_as_pandas(f"{static}#s.sch.{n}"), reps)
+        cpu = (tree_cpu(replica) - c0) / rounds  # the static side's metadata requests included
+        per_file = (link_requests(prefix) - r0) / rounds / n
+        ratio = statistics.median(a / b for a, b in zip(times["via"], times["static"], strict=True))
         print(
-            f"{n:>5} {t_link:>8.3f} {t_static:>8.3f} {t_link / t_static:>5.2f}x {per_file:>13.1f} "
-            f"{cpu * 1e3:>13.1f} ms"
+            f"{n:>5} {statistics.median(times['via']):>8.3f} {statistics.median(times['static']):>8.3f} "
+            f"{ratio:>5.2f}x {per_file:>13.1f} {cpu * 1e3:>13.1f} ms"
         )
 
 

@@ -103,7 +103,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     view_store(Catalog(home)).set_ip_access_list("fenced", ["127.0.0.1/32"])
     port = free_port()
     proxy = f"http://127.0.0.1:{port}"
-    env = {"SHARELAB_SECURE_LINK_PREFIX": PREFIX, "SHARELAB_SECURE_LINK_ROOT": str(inside)}
+    env = {
+        "SHARELAB_SECURE_LINK_PREFIX": PREFIX,
+        "SHARELAB_SECURE_LINK_ROOT": str(inside),
+        "SHARELAB_URL_TTL_SECONDS": "600",  # a link outlives a revocation by at most this
+    }
     server = start_server(home, extra=["--public-url", proxy], env=env)
     nginx = None
     try:
@@ -190,9 +194,10 @@ def test_a_link_outlives_a_revocation_until_it_expires_as_documented(lab: Lab) -
     assert resp.status_code in (403, 404)  # the protocol refuses at once...
     # ...but a link already handed out is nginx's to check: valid until its expiry (like a pre-signed URL)
     assert requests.get(str(files[0]["url"]), timeout=20).status_code == 200
-    assert int(str(files[0]["expirationTimestamp"])) // 1000 <= int(
-        parse_qs(urlsplit(str(files[0]["url"])).query)["expires"][0]
-    )
+    expires = int(parse_qs(urlsplit(str(files[0]["url"])).query)["expires"][0])
+    reported = int(str(files[0]["expirationTimestamp"])) / 1000
+    assert reported <= expires < reported + 1  # what the client is told is when nginx stops
+    assert expires <= time.time() + 600 + 60  # SHARELAB_URL_TTL_SECONDS (rounded up to a minute)
 
 
 def test_files_outside_the_root_and_fenced_recipients_keep_server_checked_urls(lab: Lab) -> None:
@@ -222,3 +227,15 @@ def test_secure_link_conf_writes_the_secret_0600_or_says_what_is_missing(
     assert "Traceback" not in empty.stderr and not (tmp_path / "x.conf").exists()
     unwritable = _cli(lab.home, "secure-link-conf", str(tmp_path / "missing-dir" / "x.conf"))
     assert unwritable.returncode == 1 and "cannot write" in unwritable.stderr
+
+
+def test_a_bad_url_ttl_is_refused_before_the_server_starts(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "helpers", "--home", str(tmp_path), "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, SHARELAB_URL_TTL_SECONDS="1h"),
+    )
+    assert out.returncode == 1 and "SHARELAB_URL_TTL_SECONDS='1h'" in out.stderr
+    assert "whole number of seconds" in out.stderr and "Traceback" not in out.stderr

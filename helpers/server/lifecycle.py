@@ -29,7 +29,7 @@ from helpers import __version__
 from helpers.exceptions import InvalidArgumentError, ServerError
 from helpers.home import LabHome
 from helpers.procs import free_port, pid_alive, spawn_and_wait
-from helpers.server.limits import DEFAULT_PORT, DEFAULT_PREFIX
+from helpers.server.limits import DEFAULT_PORT, DEFAULT_PREFIX, url_ttl_from_env
 from helpers.server.workers import WORKERS_ENV, default_workers, supervise, worker_count
 from helpers.tls import TlsFiles, client_context, prepare_tls
 
@@ -146,6 +146,7 @@ def serve(
     """
     lab = _lab_home(home)
     public_url = _normalize_public_url(public_url)
+    url_ttl_from_env()  # a bad $SHARELAB_URL_TTL_SECONDS says so before the port is taken
     n_workers = worker_count(workers) if workers is not None else default_workers()
     os.environ[WORKERS_ENV] = str(n_workers)  # the app's shared state follows it (server.cluster)
     tls = tls or cert is not None
@@ -207,7 +208,9 @@ def _run(
 
     state_file, pid_file, _log_file, _lock_file = _state_paths(lab)
     limits = ServerLimits.from_env()
-    app = create_app(lab, public_url=public_url, tls=files, limits=limits)
+    app = create_app(
+        lab, public_url=public_url, tls=files, limits=limits, url_ttl_seconds=url_ttl_from_env()
+    )
     _write_json(state_file, state)
     pid_file.write_text(f"{os.getpid()}\n")
     config = uvicorn.Config(

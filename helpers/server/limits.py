@@ -15,6 +15,8 @@ SHARELAB_AUTH_FAILURE_BURST   failed authentications / activations allowed     3
 SHARELAB_AUTH_FAILURE_RATE    how many more are allowed per second after that  0.5
 SHARELAB_AUDIT_RETENTION_DAYS audit rows older than this are deleted (0: keep) 90
 ============================  ===============================================  =========
+
+``SHARELAB_URL_TTL_SECONDS`` (:func:`url_ttl_from_env`, default 3600) is how long a signed file URL lives.
 """
 
 from __future__ import annotations
@@ -28,16 +30,20 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_PREFIX",
     "DEFAULT_URL_TTL_SECONDS",
+    "URL_TTL_ENV",
     "MAX_FILES_PER_PAGE",
     "MAX_LIST_RESULTS",
     "PAGE_TOKEN_TTL_SECONDS",
     "REFRESH_TOKEN_TTL_SECONDS",
     "ServerLimits",
+    "url_ttl_from_env",
 ]
 
 DEFAULT_PREFIX = "/delta-sharing"
 DEFAULT_PORT = 8080
 DEFAULT_URL_TTL_SECONDS = 3600
+URL_TTL_ENV = "SHARELAB_URL_TTL_SECONDS"
+_MAX_URL_TTL_SECONDS = 7 * 24 * 3600
 MAX_LIST_RESULTS = 500
 MAX_FILES_PER_PAGE = 10_000
 PAGE_TOKEN_TTL_SECONDS = 3 * 24 * 3600
@@ -111,3 +117,19 @@ class ServerLimits:
                 ) from None
             values[f.name] = int(number) if f.type in (int, "int") else number
         return cls(**values)  # type: ignore[arg-type]
+
+
+def url_ttl_from_env(environ: dict[str, str] | None = None) -> int:
+    """Seconds a signed file URL lives: ``$SHARELAB_URL_TTL_SECONDS``, else the default (one hour).
+
+    :raises InvalidArgumentError: not a whole number of seconds from 1 to 7 days.
+    """
+    raw = (os.environ if environ is None else environ).get(URL_TTL_ENV, "").strip()
+    if not raw:
+        return DEFAULT_URL_TTL_SECONDS
+    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_URL_TTL_SECONDS:
+        raise InvalidArgumentError(
+            f"{URL_TTL_ENV}={raw!r} must be a whole number of seconds from 1 to "
+            f"{_MAX_URL_TTL_SECONDS} (7 days); set it so or unset it (default {DEFAULT_URL_TTL_SECONDS})"
+        )
+    return int(raw)
