@@ -15,7 +15,7 @@ that it abandons after the headers), so what one request costs matters more than
   round trip), ``stat`` and a range of at most :data:`SMALL_RANGE` bytes run in one call on the thread
   pool (:func:`_grant`); a ``HEAD`` never opens the file;
 - **no read-ahead for a client that is gone**: a full ``GET`` streams with ``os.pread`` chunks that start
-  at 64 KiB and double up to 1 MiB, each read only once the previous one was handed to the connection,
+  at 64 KiB and double up to 2 MiB, each read only once the previous one was handed to the connection,
   and stops at the first ``http.disconnect`` (a client that reads the headers and closes costs about one
   small chunk, not the file);
 - behind nginx (:func:`helpers.server.cluster.accel_redirect_path`) the answer is an ``X-Accel-Redirect``
@@ -52,7 +52,7 @@ __all__ = ["SMALL_RANGE", "download"]
 SMALL_RANGE = 1024 * 1024
 """A range of at most this many bytes is read with one ``os.pread`` in the request's one thread hop."""
 FIRST_CHUNK = 64 * 1024
-MAX_CHUNK = 1024 * 1024
+MAX_CHUNK = 2 * 1024 * 1024  # measured: 1.3-1.4x the stream rate of 1 MiB chunks (curl, loopback)
 _OCTET = "application/octet-stream"
 
 
