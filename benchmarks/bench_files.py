@@ -448,7 +448,8 @@ def main() -> int:
 
         # 2. the official client, sharelab vs static
         print(
-            "\n2. official client load_as_pandas, 200,000 rows (median s); sharelab vs nginx static files"
+            "\n2. official client load_as_pandas, 200,000 rows (median s of interleaved rounds; ratio: median"
+            " of the rounds' ratios); sharelab vs nginx static files"
         )
         print(
             f"{'files':>5} {'sharelab':>9} {'static':>8} {'ratio':>6} {'req/file':>9} {'static req/file':>15} "
@@ -464,26 +465,37 @@ def main() -> int:
                 os.path.getsize(u.replace("file://", ""))
                 for u in DeltaTable(str(tables[name])).file_uris()
             )
-            d0, c0, r0 = audit_downloads(home), tree_cpu(pid_sl), tree_rchar(pid_sl)
-            t_sl = median_of(
-                lambda n=name: delta_sharing.load_as_pandas(f"{sl_profile}#s.sch.{n}"), reps
-            )
-            loads = reps + 1
-            reqs = (audit_downloads(home) - d0) / loads / n
-            cpu = (tree_cpu(pid_sl) - c0) / loads
-            read = (tree_rchar(pid_sl) - r0) / loads / size
+            load = {
+                "sl": lambda n=name: delta_sharing.load_as_pandas(f"{sl_profile}#s.sch.{n}"),
+                "ng": lambda n=name: delta_sharing.load_as_pandas(f"{ng_profile}#s.sch.{n}"),
+            }
+            load["sl"](), load["ng"]()  # warm-up
+            # interleaved, the order swapped every round; the server's counters read around its loads
+            times: dict[str, list[float]] = {"sl": [], "ng": []}
+            d = c = r = 0.0
             s0 = nginx_static_requests(prefix)
-            t_ng = median_of(
-                lambda n=name: delta_sharing.load_as_pandas(f"{ng_profile}#s.sch.{n}"), reps
-            )
+            loads = max(5, 2 * reps)
+            for rnd in range(loads):
+                for side in ("sl", "ng") if rnd % 2 == 0 else ("ng", "sl"):
+                    d0, c0, r0 = audit_downloads(home), tree_cpu(pid_sl), tree_rchar(pid_sl)
+                    t0 = time.perf_counter()
+                    load[side]()
+                    times[side].append(time.perf_counter() - t0)
+                    if side == "sl":
+                        d += audit_downloads(home) - d0
+                        c += tree_cpu(pid_sl) - c0
+                        r += tree_rchar(pid_sl) - r0
             time.sleep(0.3)
+            t_sl, t_ng = statistics.median(times["sl"]), statistics.median(times["ng"])
+            paired = statistics.median(a / b for a, b in zip(times["sl"], times["ng"], strict=True))
+            reqs, cpu, read = d / loads / n, c / loads, r / loads / size
             ng_reqs = (nginx_static_requests(prefix) - s0) / loads / n
             # rchar counts the catalog's SQLite page reads too: take off what a HEAD (no file bytes)
             # costs, per request, to estimate the file bytes alone
             catalog_read = head_rchar(files_of[name], pid_sl, 40) * reqs * n
             net = max(0.0, read - catalog_read / size)
             print(
-                f"{n:>5} {t_sl:>9.3f} {t_ng:>8.3f} {t_sl / t_ng:>5.2f}x {reqs:>9.1f} {ng_reqs:>15.1f} "
+                f"{n:>5} {t_sl:>9.3f} {t_ng:>8.3f} {paired:>5.2f}x {reqs:>9.1f} {ng_reqs:>15.1f} "
                 f"{cpu:>11.3f}s {read:>8.2f}x {net:>8.2f}x"
             )
 
