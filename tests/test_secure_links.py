@@ -239,3 +239,20 @@ def test_a_bad_url_ttl_is_refused_before_the_server_starts(tmp_path: Path) -> No
     )
     assert out.returncode == 1 and "SHARELAB_URL_TTL_SECONDS='1h'" in out.stderr
     assert "whole number of seconds" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_public_url_with_a_path_is_in_the_link_and_its_hash() -> None:
+    import base64
+    import hashlib
+
+    links = SecureLinks(PREFIX, "/srv/data", "s3cret")
+    assert links.uri("/srv/data/t/part 1.parquet") == f"{PREFIX}/t/part 1.parquet"
+    assert links.uri("/srv/other/x.parquet") is None and links.uri("/srv/data") is None
+    url = links.url("https://lab.example/lab/", f"{PREFIX}/t/part 1.parquet", 1_900_000_000)
+    parts = urlsplit(url)
+    assert parts.netloc == "lab.example" and parts.path == f"/lab{PREFIX}/t/part%201.parquet"
+    # what nginx computes: secure_link_md5 "$secure_link_expires$uri $sharelab_link_secret"
+    expected = hashlib.md5(f"1900000000{unquote(parts.path)} s3cret".encode()).digest()
+    query = parse_qs(parts.query)
+    assert query["md5"] == [base64.urlsafe_b64encode(expected).rstrip(b"=").decode()]
+    assert query["expires"] == ["1900000000"]

@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 __all__ = ["PREFIX_ENV", "ROOT_ENV", "SecureLinks", "link_secret", "nginx_conf_line", "write_conf"]
 
@@ -82,10 +82,14 @@ class SecureLinks:
         return f"{self.prefix}/{Path(rel).as_posix()}"
 
     def url(self, base: str, uri: str, expires: int) -> str:
-        """The link of ``uri`` (from :meth:`uri`) valid until ``expires`` (epoch seconds)."""
-        digest = hashlib.md5(f"{expires}{uri} {self.secret}".encode(), usedforsecurity=True)
+        """The link of ``uri`` (from :meth:`uri`) under ``base`` (the public URL) valid until ``expires``
+        (epoch seconds). nginx hashes the whole path it is asked for (``$uri``): a public URL with a path
+        (``https://host/lab``) puts that path in front, in the link and in the hash."""
+        parts = urlsplit(base)
+        path = parts.path.rstrip("/") + uri
+        digest = hashlib.md5(f"{expires}{path} {self.secret}".encode(), usedforsecurity=True)
         mac = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
-        return f"{base}{quote(uri)}?md5={mac}&expires={expires}"
+        return f"{parts.scheme}://{parts.netloc}{quote(path)}?md5={mac}&expires={expires}"
 
     def signer(
         self,
