@@ -256,3 +256,14 @@ def test_a_public_url_with_a_path_is_in_the_link_and_its_hash() -> None:
     query = parse_qs(parts.query)
     assert query["md5"] == [base64.urlsafe_b64encode(expected).rstrip(b"=").decode()]
     assert query["expires"] == ["1900000000"]
+
+
+def test_links_without_a_public_url_are_refused_before_the_server_starts(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "helpers", "--home", str(tmp_path), "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, SHARELAB_SECURE_LINK_PREFIX=PREFIX),
+    )
+    assert out.returncode == 1 and "--public-url" in out.stderr and "Traceback" not in out.stderr

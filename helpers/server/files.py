@@ -15,9 +15,9 @@ that it abandons after the headers), so what one request costs matters more than
   round trip), ``stat`` and a range of at most :data:`SMALL_RANGE` bytes run in one call on the thread
   pool (:func:`_grant`); a ``HEAD`` never opens the file;
 - **no read-ahead for a client that is gone**: a full ``GET`` streams with ``os.pread`` chunks that start
-  at 64 KiB and double up to 1 MiB (2 MiB after the first 8 MiB), each read only once the previous one was handed to the connection,
-  and stops at the first ``http.disconnect`` (a client that reads the headers and closes costs about one
-  small chunk, not the file);
+  at 64 KiB and double up to 1 MiB (2 MiB after the first 8 MiB), each read only once the previous one
+  was handed to the connection, and stops at the first ``http.disconnect`` (a client that reads the
+  headers and closes costs about one small chunk, not the file);
 - behind nginx (:func:`helpers.server.cluster.accel_redirect_path`) the answer is an ``X-Accel-Redirect``
   and nginx streams the file; uvicorn offers no zero-copy (``pathsend``) extension, so without a proxy the
   bytes go through the event loop as above.

@@ -30,6 +30,7 @@ from helpers.exceptions import InvalidArgumentError, ServerError
 from helpers.home import LabHome
 from helpers.procs import free_port, pid_alive, spawn_and_wait
 from helpers.server.limits import DEFAULT_PORT, DEFAULT_PREFIX, url_ttl_from_env
+from helpers.server.securelink import PREFIX_ENV as SECURE_LINK_PREFIX_ENV
 from helpers.server.workers import WORKERS_ENV, default_workers, supervise, worker_count
 from helpers.tls import TlsFiles, client_context, prepare_tls
 
@@ -147,6 +148,11 @@ def serve(
     lab = _lab_home(home)
     public_url = _normalize_public_url(public_url)
     url_ttl_from_env()  # a bad $SHARELAB_URL_TTL_SECONDS says so before the port is taken
+    if os.environ.get(SECURE_LINK_PREFIX_ENV, "").strip() and not public_url:
+        raise InvalidArgumentError(
+            f"${SECURE_LINK_PREFIX_ENV} makes /query hand out links that nginx serves: start the "
+            "server with --public-url <nginx's URL> (docker/nginx/), or unset the variable"
+        )
     n_workers = worker_count(workers) if workers is not None else default_workers()
     os.environ[WORKERS_ENV] = str(n_workers)  # the app's shared state follows it (server.cluster)
     tls = tls or cert is not None

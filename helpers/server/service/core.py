@@ -81,9 +81,8 @@ class ServiceCore:
         self.url_ttl_ms = int(url_ttl_seconds * 1000)
         key = load_or_create_key(signing_key_path(self.home))
         self.signer = Signer(key)
-        self.secure_links = SecureLinks.from_env(
-            key
-        )  # behind nginx: links it checks (server.securelink)
+        # behind nginx: links it checks itself (server.securelink)
+        self.secure_links = SecureLinks.from_env(key)
         self.audit = AuditWriter(
             self.catalog,
             retention_days=self.limits.audit_retention_days,
