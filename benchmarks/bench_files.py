@@ -57,9 +57,9 @@ from helpers.catalog import open_catalog  # noqa: E402
 from helpers.procs import free_port  # noqa: E402
 from helpers.provider import Provider  # noqa: E402
 from helpers.server.securelink import write_conf  # noqa: E402
+from tests.nginx import NGINX, start_nginx  # noqa: E402
 from tests.support import RunningServer, start_server, stop_server  # noqa: E402
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 ROWS = 200_000
 
 
@@ -175,22 +175,6 @@ http {{
     conf = prefix / "nginx.conf"
     conf.write_text(text)
     return conf
-
-
-def start_nginx(prefix: Path, conf: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [NGINX, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/static/", timeout=1)
-            return proc
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise RuntimeError(f"nginx did not start: {(prefix / 'error.log').read_text()[-500:]}")
 
 
 def query_lines(
@@ -317,20 +301,11 @@ def audit_downloads(home: Path) -> int:
     )
 
 
-def nginx_static_requests(prefix: Path) -> int:
-    return sum(
-        1 for line in (prefix / "access.log").read_text().splitlines() if " /static/" in line
-    )
-
-
-# ----------------------------------------------------------------------------------------- main
-def link_requests(prefix: Path) -> int:
-    """Requests nginx answered on secure_link URLs so far (its access log)."""
+def nginx_requests(prefix: Path, location: str) -> int:
+    """Requests nginx answered under ``location`` (``/static/``...) so far (its access log)."""
     log = prefix / "access.log"
     return (
-        sum(" /_sharelab_link/" in line for line in log.read_text().splitlines())
-        if log.exists()
-        else 0
+        sum(f" {location}" in line for line in log.read_text().splitlines()) if log.exists() else 0
     )
 
 
@@ -353,7 +328,7 @@ def behind_nginx(
         name = f"t{n}"
         client.load_as_pandas(f"{via}#s.sch.{name}")  # warm-up, both sides
         client.load_as_pandas(f"{static}#s.sch.{name}")
-        c0, r0 = tree_cpu(replica), link_requests(prefix)
+        c0, r0 = tree_cpu(replica), nginx_requests(prefix, "/_sharelab_link/")
         times: dict[str, list[float]] = {"via": [], "static": []}
         for r in range(rounds):
             order = [("via", via), ("static", static)]
@@ -363,7 +338,7 @@ def behind_nginx(
                 times[side].append(time.perf_counter() - t0)
         time.sleep(0.3)
         cpu = (tree_cpu(replica) - c0) / rounds  # the static side's metadata requests included
-        per_file = (link_requests(prefix) - r0) / rounds / n
+        per_file = (nginx_requests(prefix, "/_sharelab_link/") - r0) / rounds / n
         ratio = statistics.median(a / b for a, b in zip(times["via"], times["static"], strict=True))
         print(
             f"{n:>5} {statistics.median(times['via']):>8.3f} {statistics.median(times['static']):>8.3f} "
@@ -371,11 +346,15 @@ def behind_nginx(
         )
 
 
+# ----------------------------------------------------------------------------------------- main
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, few repetitions")
     a = ap.parse_args()
     reps, n_req, big_mb = (2, 100, 32) if a.quick else (5, 500, 128)
+    if NGINX is None:
+        print("nginx not found: install Debian's nginx-light (./run-demo.sh test does it as root)")
+        return 1
     import delta_sharing
 
     root = Path(tempfile.mkdtemp(prefix="sharelab-bench-files-"))
@@ -409,7 +388,7 @@ def main() -> int:
             nginx_conf(
                 prefix, ng_port, sl.port, root / "data", responses, versions, px_port, link_conf
             ),
-            ng_port,
+            f"http://127.0.0.1:{ng_port}",
         )
         nginxes.append(ng)
         sl_profile, ng_profile = root / "sl.share", root / "ng.share"
@@ -473,7 +452,7 @@ def main() -> int:
             # interleaved, the order swapped every round; the server's counters read around its loads
             times: dict[str, list[float]] = {"sl": [], "ng": []}
             d = c = r = 0.0
-            s0 = nginx_static_requests(prefix)
+            s0 = nginx_requests(prefix, "/static/")
             loads = max(5, 2 * reps)
             for rnd in range(loads):
                 for side in ("sl", "ng") if rnd % 2 == 0 else ("ng", "sl"):
@@ -489,7 +468,7 @@ def main() -> int:
             t_sl, t_ng = statistics.median(times["sl"]), statistics.median(times["ng"])
             paired = statistics.median(a / b for a, b in zip(times["sl"], times["ng"], strict=True))
             reqs, cpu, read = d / loads / n, c / loads, r / loads / size
-            ng_reqs = (nginx_static_requests(prefix) - s0) / loads / n
+            ng_reqs = (nginx_requests(prefix, "/static/") - s0) / loads / n
             # rchar counts the catalog's SQLite page reads too: take off what a HEAD (no file bytes)
             # costs, per request, to estimate the file bytes alone
             catalog_read = head_rchar(files_of[name], pid_sl, 40) * reqs * n
@@ -551,7 +530,7 @@ def main() -> int:
             },
         )
         servers.append(accel)
-        ng = start_nginx(prefix, prefix / "nginx.conf", ng_port)
+        ng = start_nginx(prefix, prefix / "nginx.conf", f"http://127.0.0.1:{ng_port}")
         nginxes.append(ng)
         via = json.loads(query_lines(f"{px}/delta-sharing/", token, "big")[-1])["file"]
         assert "/files/" in via["url"], via["url"]  # checked by the replica, streamed by nginx

@@ -75,13 +75,17 @@ def _table(path: Path, files: int) -> None:
         write_deltalake(str(path), frame, mode="append")
 
 
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(
+    home: Path, *args: str, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``sharelab --home HOME ARGS...`` with ``env`` added (and no replicas' key file)."""
+    base = {k: v for k, v in os.environ.items() if k != "SHARELAB_SIGNING_KEY_FILE"}
     return subprocess.run(
         [sys.executable, "-m", "helpers", "--home", str(home), *args],
         capture_output=True,
         text=True,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "SHARELAB_SIGNING_KEY_FILE"},
+        timeout=timeout,
+        env={**base, **env},
     )
 
 
@@ -230,13 +234,7 @@ def test_secure_link_conf_writes_the_secret_0600_or_says_what_is_missing(
 
 
 def test_a_bad_url_ttl_is_refused_before_the_server_starts(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "helpers", "--home", str(tmp_path), "serve", "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=dict(os.environ, SHARELAB_URL_TTL_SECONDS="1h"),
-    )
+    out = _cli(tmp_path, "serve", "--port", "0", timeout=60, SHARELAB_URL_TTL_SECONDS="1h")
     assert out.returncode == 1 and "SHARELAB_URL_TTL_SECONDS='1h'" in out.stderr
     assert "whole number of seconds" in out.stderr and "Traceback" not in out.stderr
 
@@ -259,11 +257,5 @@ def test_a_public_url_with_a_path_is_in_the_link_and_its_hash() -> None:
 
 
 def test_links_without_a_public_url_are_refused_before_the_server_starts(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "helpers", "--home", str(tmp_path), "serve", "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=dict(os.environ, SHARELAB_SECURE_LINK_PREFIX=PREFIX),
-    )
+    out = _cli(tmp_path, "serve", "--port", "0", timeout=60, SHARELAB_SECURE_LINK_PREFIX=PREFIX)
     assert out.returncode == 1 and "--public-url" in out.stderr and "Traceback" not in out.stderr

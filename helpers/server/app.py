@@ -376,9 +376,8 @@ def create_app(
         the connection limits are the ASGI server's, see :mod:`helpers.server.connections`).
     """
     svc = SharingService(home, public_url, prefix, url_ttl_seconds, limits)
-    download_endpoint = _open_endpoint(
-        svc, "downloadFile", download
-    )  # the route's and the fast path's
+    # the route's and the fast path's
+    download_endpoint = _open_endpoint(svc, "downloadFile", download)
     fast = Middleware(
         FilesFastPath, files_prefix=svc.prefix + "/files/", endpoint=download_endpoint
     )

@@ -125,6 +125,11 @@ def wait_ran(page: Any, index: int, timeout: float = 180_000) -> None:
     wait_idle(page, timeout)
 
 
+STARTED = """() => [...document.querySelectorAll('.jp-InputPrompt')]
+    .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
+"""Whether a cell has started (a prompt shows ``[*]`` or an execution count)."""
+
+
 def menu(page: Any, name: str, item: str) -> None:
     page.locator(".lm-MenuBar-itemLabel", has_text=name).first.click()
     page.locator(".lm-Menu-itemLabel").get_by_text(item, exact=True).first.click()
@@ -148,9 +153,8 @@ def run_all_and_check_dashboard(page: Any, timeout: float = 180_000) -> int:
     menu(page, "Edit", "Clear Outputs of All Cells")
     page.wait_for_function("() => !document.querySelector('.jp-OutputArea-output img')")
     menu(page, "Run", "Run All Cells")
-    started = "() => [...document.querySelectorAll('.jp-InputPrompt')].some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"
     try:
-        page.wait_for_function(started, timeout=60_000)
+        page.wait_for_function(STARTED, timeout=60_000)
     except (
         Exception
     ):  # the request was lost (a kernel that was still starting): click again, as a learner would

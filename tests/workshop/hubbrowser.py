@@ -18,7 +18,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.browser.jupyterlab_ui import CHROMIUM, FLAGS, wait_kernel_ready
+from tests.browser.jupyterlab_ui import CHROMIUM, FLAGS, STARTED, menu, wait_kernel_ready
 
 __all__ = ["CHROMIUM", "chromium", "run_all", "sign_in", "spki_pin"]
 
@@ -63,11 +63,6 @@ def sign_in(page: Any, url: str, name: str, code: str) -> None:
     page.click("input[type=submit], button[type=submit]")
 
 
-def _menu(page: Any, menu: str, item: str) -> None:
-    page.locator(".lm-MenuBar-itemLabel", has_text=menu).first.click()
-    page.locator(".lm-Menu-itemLabel").get_by_text(item, exact=True).first.click()
-
-
 def _wait_idle(page: Any, timeout: float = 300_000) -> None:
     page.wait_for_function(
         """() => {
@@ -77,10 +72,6 @@ def _wait_idle(page: Any, timeout: float = 300_000) -> None:
         }""",
         timeout=timeout,
     )
-
-
-STARTED = """() => [...document.querySelectorAll('.jp-InputPrompt')]
-    .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
 
 
 def run_all(page: Any, server: str, rel: str) -> list[str]:
@@ -93,9 +84,9 @@ def run_all(page: Any, server: str, rel: str) -> list[str]:
         page.wait_for_selector(".jp-Notebook .jp-Cell", state="attached", timeout=120_000)
         _wait_idle(page)
         wait_kernel_ready(page, server, rel)
-        _menu(page, "Edit", "Clear Outputs of All Cells")
+        menu(page, "Edit", "Clear Outputs of All Cells")
         page.wait_for_function("() => !document.querySelector('.jp-OutputArea-output img')")
-        _menu(page, "Run", "Run All Cells")
+        menu(page, "Run", "Run All Cells")
         try:
             page.wait_for_function(STARTED, timeout=60_000)
             break
