@@ -24,6 +24,7 @@ from helpers import __version__
 from helpers.catalog import Recipient
 from helpers.home import LabHome
 from helpers.server.audit import AuditInfo, audit_event
+from helpers.server.direct import DirectFiles
 from helpers.server.errors import ApiError, error_response, not_found, to_api_error
 from helpers.server.fastpath import FilesFastPath
 from helpers.server.files import download
@@ -387,5 +388,8 @@ def create_app(
     app.add_exception_handler(404, _on_404)
     app.add_exception_handler(405, _on_405)
     app.state.service = svc
+    app.state.direct_files = DirectFiles(
+        svc, svc.prefix + "/files/"
+    )  # for the protocol (lifecycle)
     app.state.tls = tls
     return app

@@ -45,6 +45,7 @@ __all__ = [
     "AuditWriter",
     "FailureWindows",
     "audit_event",
+    "event_of",
     "ensure_audit_schema",
     "failure_summary",
 ]
@@ -80,6 +81,15 @@ class AuditInfo:
 def audit_event(request: Request, info: AuditInfo, status: int, started: float) -> AuditEvent:
     """The audit row of a finished request (``started`` is its :func:`time.perf_counter`)."""
     client = request.client
+    return event_of(
+        info, status, started, request.headers.get("user-agent"), client.host if client else None
+    )
+
+
+def event_of(
+    info: AuditInfo, status: int, started: float, user_agent: str | None, address: str | None
+) -> AuditEvent:
+    """The audit row of a request answered below the ASGI layer (:mod:`helpers.server.direct`)."""
     return AuditEvent(
         action=info.action,
         event_time=datetime.now(UTC),
@@ -94,8 +104,8 @@ def audit_event(request: Request, info: AuditInfo, status: int, started: float) 
         has_predicate_hints=info.has_predicate_hints,
         has_limit_hint=info.has_limit_hint,
         status_code=status,
-        user_agent=request.headers.get("user-agent"),
-        client_address=client.host if client else None,
+        user_agent=user_agent,
+        client_address=address,
         duration_ms=round((time.perf_counter() - started) * 1000, 3),
         response_format=info.response_format,
     )
@@ -269,6 +279,11 @@ class AuditWriter:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="sharelab-audit", daemon=True)
             self._thread.start()
+
+    @property
+    def durable_on_put(self) -> bool:
+        """Whether a row is durable once :meth:`put` returns (journaled): then no commit is awaited."""
+        return self._journal is not None
 
     def put(self, event: AuditEvent, done: Callable[[], None] | None = None) -> None:
         """Queue ``event``; ``done()`` is called (on the writer thread) once it is committed."""

@@ -18,17 +18,26 @@ when httptools is not installed) that
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import struct
+import termios
+from collections.abc import Callable
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from helpers.server.direct import DirectAnswer
+from helpers.server.files import EARLY_BYTES, FIRST_CHUNK
 from helpers.server.limits import ServerLimits
 
 try:  # the fast path; without httptools (a C extension) the h11 protocol below serves
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 except ImportError:  # pragma: no cover - httptools is a dependency, but the fallback keeps serving
     HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
+Direct = Callable[[bytes, bytes, list[tuple[bytes, bytes]], str | None], DirectAnswer | None]
+"""``(method, url, headers, client address) -> answer or None``: :meth:`DirectFiles.answer`."""
 
 __all__ = ["limited_protocol"]
 
@@ -119,7 +128,10 @@ def _limited_httptools_protocol() -> type[Any] | None:
         return None
 
     class _LimitedHttpToolsProtocol(_ConnectionLimits, HttpToolsProtocol):
-        """``HttpToolsProtocol`` with a request-head timeout, a head size bound and a connection cap."""
+        """``HttpToolsProtocol`` with a request-head timeout, a head size bound and a connection cap,
+        and the direct answers of repeated signed downloads."""
+
+        direct: Direct | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             self._in_head = True  # the connection's first request head is awaited
@@ -168,19 +180,121 @@ def _limited_httptools_protocol() -> type[Any] | None:
                 # a parser error with send_400_response, which answers 431 for this one
                 self._head_over = True
                 raise ValueError("request head too large")
-            super().on_headers_complete()
+            if not self._answer_directly():
+                super().on_headers_complete()
+
+        def _answer_directly(self) -> bool:
+            """Answer a repeated signed download here (:mod:`helpers.server.direct`), not through
+            ASGI: only when no response is under way (a pipelined request waits its turn in ASGI)."""
+            direct = self.direct
+            if direct is None or self.pipeline or self.parser.should_upgrade():
+                return False
+            if self.cycle is not None and not self.cycle.response_complete:
+                return False
+            address = self.client[0] if self.client else None
+            answer = direct(self.parser.get_method(), self.url, self.headers, address)
+            if answer is None:
+                return False
+            keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+            cycle = _DirectCycle(keep_alive)
+            self.cycle = cycle  # type: ignore[assignment]  # what uvicorn's callbacks (message end, connection lost) look at
+            self.transport.write(self._direct_head(answer, keep_alive) + answer.body)
+            if answer.path is None:
+                self._direct_done(cycle)
+            else:
+                task = self.loop.create_task(self._send_file(cycle, answer))
+                task.add_done_callback(self.tasks.discard)
+                self.tasks.add(task)
+            return True
+
+        def _direct_head(self, answer: DirectAnswer, keep_alive: bool) -> bytes:
+            content = [STATUS_LINE[answer.status]]
+            for name, value in (*self.server_state.default_headers, *answer.headers):
+                content.extend((name, b": ", value, b"\r\n"))
+            if not keep_alive:
+                content.append(b"connection: close\r\n")
+            content.append(b"\r\n")
+            return b"".join(content)
+
+        async def _send_file(self, cycle: _DirectCycle, answer: DirectAnswer) -> None:
+            """The body: ``sendfile(2)`` (the loop's fallback over TLS); a client gone, or a file
+            shorter than its length, closes the connection."""
+            assert answer.path is not None
+            pos, end = answer.start, answer.end
+            try:
+                with open(answer.path, "rb") as file:
+                    pos = await self._send_early(cycle, file, pos, end)
+                    if pos < end and not cycle.disconnected:
+                        pos += await self.loop.sendfile(self.transport, file, pos, end - pos)
+            except (OSError, RuntimeError):  # the client went away (or the transport closed)
+                pass
+            if pos != end:
+                cycle.keep_alive = False
+            self._direct_done(cycle)
+
+        async def _send_early(self, cycle: _DirectCycle, file: Any, pos: int, end: int) -> int:
+            """The first :data:`EARLY_BYTES` in doubling chunks, each sent once the client has taken
+            most of the previous one: a client that reads the headers and closes (the official
+            client, ~3 times a file) costs a few hundred KiB, not the socket buffers' megabytes."""
+            sock = self.transport.get_extra_info("socket")
+            if sock is None or self.transport.get_extra_info("sslcontext") is not None:
+                return pos  # TLS: the loop's fallback reads and writes in its own chunks
+            limit, size = pos + EARLY_BYTES, FIRST_CHUNK
+            while pos < min(end, limit) and not cycle.disconnected:
+                pos += await self.loop.sendfile(self.transport, file, pos, min(size, end - pos))
+                size *= 2
+                pause, waited = 0.001, 0.0
+                while _unsent(sock) > FIRST_CHUNK and not cycle.disconnected and waited < 5:
+                    await asyncio.sleep(pause)  # the close of a client that is gone is seen here
+                    waited += pause
+                    pause = min(0.016, pause * 2)
+            return pos
+
+        def _direct_done(self, cycle: _DirectCycle) -> None:
+            cycle.response_complete = True
+            if not cycle.keep_alive:
+                self.transport.close()
+            self.on_response_complete()  # the next pipelined request, or the keep-alive clock
 
     return _LimitedHttpToolsProtocol
+
+
+def _unsent(sock: Any) -> int:
+    """Bytes in the socket's send queue the peer has not acknowledged (Linux ``SIOCOUTQ``)."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+    except OSError:
+        return 0
+
+
+class _NoEvent:
+    def set(self) -> None:
+        pass
+
+
+class _DirectCycle:
+    """What uvicorn's protocol reads and writes of a request's cycle while a direct answer is sent."""
+
+    message_event = _NoEvent()
+
+    def __init__(self, keep_alive: bool) -> None:
+        self.keep_alive = keep_alive  # uvicorn's shutdown() clears it: close once the answer is out
+        self.response_complete = False
+        self.disconnected = False
+        self.more_body = True
 
 
 _HTTPTOOLS_PROTOCOL = _limited_httptools_protocol()
 
 
-def limited_protocol(limits: ServerLimits, workers: int = 1) -> type[Any]:
+def limited_protocol(
+    limits: ServerLimits, workers: int = 1, direct: Direct | None = None
+) -> type[Any]:
     """The protocol class enforcing ``limits`` (pass it as uvicorn's ``http=``): httptools', or h11's
     when httptools is not installed (then pass ``h11_max_incomplete_event_size`` too).
 
     :param workers: server processes sharing the port: each caps its share of ``max_connections``.
+    :param direct: answers repeated signed downloads below ASGI (httptools' protocol only).
     """
     base = _HTTPTOOLS_PROTOCOL or _LimitedH11Protocol
     return type(
@@ -190,5 +304,6 @@ def limited_protocol(limits: ServerLimits, workers: int = 1) -> type[Any]:
             "header_timeout": float(limits.header_timeout_seconds),
             "max_connections": max(1, -(-int(limits.max_connections) // max(1, workers))),
             "max_header_bytes": int(limits.max_header_bytes),
+            "direct": staticmethod(direct) if direct is not None else None,
         },
     )

@@ -47,7 +47,17 @@ from helpers.server.errors import ApiError
 from helpers.server.grantcache import grant_cache, url_key
 from helpers.server.service import SharingService
 
-__all__ = ["SMALL_RANGE", "download"]
+__all__ = [
+    "EARLY_BYTES",
+    "FIRST_CHUNK",
+    "INLINE_RANGE",
+    "OCTET",
+    "SMALL_RANGE",
+    "download",
+    "file_headers",
+    "pread",
+    "single_range",
+]
 
 SMALL_RANGE = 1024 * 1024
 """A range of at most this many bytes is read with one ``os.pread`` in the request's one thread hop."""
@@ -57,7 +67,7 @@ EARLY_CHUNK = 1024 * 1024
 """Chunks stay at most this big for the first :data:`EARLY_BYTES` of a stream: a client that abandons a GET
 after its headers is seen within them (the official client does, ~3 times a file)."""
 EARLY_BYTES = 8 * 1024 * 1024
-_OCTET = "application/octet-stream"
+OCTET = "application/octet-stream"
 
 
 class _BigChunkFileResponse(FileResponse):
@@ -78,7 +88,7 @@ class _Grant:
     fallback: bool = False  # let Starlette's FileResponse answer (unusual Range headers)
 
 
-def _single_range(header: str | None, size: int) -> tuple[tuple[int, int] | None, bool]:
+def single_range(header: str | None, size: int) -> tuple[tuple[int, int] | None, bool]:
     """``(span, fallback)`` of a ``Range`` header: one satisfiable ``bytes=`` range, else fallback."""
     if header is None:
         return None, False
@@ -162,19 +172,19 @@ def _prepare(path: str, request: Request, read_limit: int) -> _Grant:
     if headers.get("if-range") is not None and headers.get("range") is not None:
         grant.fallback = True
         return grant
-    grant.span, grant.fallback = _single_range(headers.get("range"), st.st_size)
+    grant.span, grant.fallback = single_range(headers.get("range"), st.st_size)
     if request.method == "HEAD" or grant.fallback:
         return grant
     if grant.span is not None and grant.span[1] - grant.span[0] <= read_limit:
-        grant.data = _pread(path, grant.span[1] - grant.span[0], grant.span[0])
+        grant.data = pread(path, grant.span[1] - grant.span[0], grant.span[0])
         grant.span = (grant.span[0], grant.span[0] + len(grant.data))
     elif grant.span is None and st.st_size <= min(read_limit, FIRST_CHUNK):
         # a whole small file in one read: what the stream's first chunk would have read anyway
-        grant.data = _pread(path, st.st_size, 0)
+        grant.data = pread(path, st.st_size, 0)
     return grant
 
 
-def _pread(path: str, size: int, offset: int) -> bytes:
+def pread(path: str, size: int, offset: int) -> bytes:
     fd = os.open(path, os.O_RDONLY)
     try:
         return os.pread(fd, size, offset)
@@ -182,7 +192,7 @@ def _pread(path: str, size: int, offset: int) -> bytes:
         os.close(fd)
 
 
-def _headers(st: os.stat_result) -> dict[str, str]:
+def file_headers(st: os.stat_result) -> dict[str, str]:
     """Starlette's FileResponse headers (same ETag), so clients see no difference."""
     return dict(_file_headers(st.st_mtime, st.st_size))
 
@@ -204,7 +214,7 @@ class _FileBody(Response):
 
     def __init__(self, grant: _Grant, head: bool) -> None:
         st = grant.st
-        headers = _headers(st)
+        headers = file_headers(st)
         status = 200
         self._start, self._end = 0, st.st_size
         if grant.span is not None:
@@ -214,7 +224,7 @@ class _FileBody(Response):
             headers["content-length"] = str(self._end - self._start)
         elif grant.data is not None:  # the whole file, read at once (its length as read)
             headers["content-length"] = str(len(grant.data))
-        headers["content-type"] = _OCTET
+        headers["content-type"] = OCTET
         self.status_code = status
         self.background = None
         self.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
@@ -272,7 +282,7 @@ async def download(svc: SharingService, request: Request, info: AuditInfo) -> Re
         grant = await run_in_threadpool(_grant, svc, request, info, None, True)
     info.num_files = 1
     if grant.accel is not None:
-        return Response(headers={"X-Accel-Redirect": grant.accel, "Content-Type": _OCTET})
+        return Response(headers={"X-Accel-Redirect": grant.accel, "Content-Type": OCTET})
     if grant.fallback:
-        return _BigChunkFileResponse(grant.path, media_type=_OCTET, stat_result=grant.st)
+        return _BigChunkFileResponse(grant.path, media_type=OCTET, stat_result=grant.st)
     return _FileBody(grant, request.method == "HEAD")

@@ -222,7 +222,7 @@ def _run(
     config = uvicorn.Config(
         app,
         # httptools (h11 without it) + a request-head timeout and size bound and a connection cap
-        http=limited_protocol(limits, workers),
+        http=limited_protocol(limits, workers, direct=_direct_files(app)),
         h11_max_incomplete_event_size=limits.max_header_bytes,  # the head bound when h11 serves
         loop="asyncio",
         lifespan="on",
@@ -247,6 +247,14 @@ def _run(
         supervise(workers, lambda: server.run(sockets=[sock]))
     else:
         server.run(sockets=[sock])
+
+
+def _direct_files(app: Any) -> Any:
+    """The app's direct download answers (:mod:`helpers.server.direct`), unless
+    ``SHARELAB_DIRECT_DOWNLOADS=0`` sends every request through ASGI (a benchmark's baseline)."""
+    if os.environ.get("SHARELAB_DIRECT_DOWNLOADS", "1").strip() == "0":
+        return None
+    return app.state.direct_files.answer
 
 
 def tls_banner(files: TlsFiles) -> str:
