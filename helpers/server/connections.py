@@ -224,13 +224,21 @@ def _limited_httptools_protocol() -> type[Any] | None:
             try:
                 with open(answer.path, "rb") as file:
                     pos = await self._send_early(cycle, file, pos, end)
-                    if pos < end and not cycle.disconnected:
+                    if pos < end and not self._gone(cycle):
                         pos += await self.loop.sendfile(self.transport, file, pos, end - pos)
-            except (OSError, RuntimeError):  # the client went away (or the transport closed)
+            except (
+                OSError,
+                RuntimeError,
+                ValueError,
+            ):  # the client went away, the transport closed
                 pass
-            if pos != end:
-                cycle.keep_alive = False
-            self._direct_done(cycle)
+            finally:
+                if pos != end:
+                    cycle.keep_alive = False
+                self._direct_done(cycle)
+
+        def _gone(self, cycle: _DirectCycle) -> bool:
+            return cycle.disconnected or self.transport.is_closing()
 
         async def _send_early(self, cycle: _DirectCycle, file: Any, pos: int, end: int) -> int:
             """The first :data:`EARLY_BYTES` in doubling chunks, each sent once the client has taken
@@ -240,11 +248,11 @@ def _limited_httptools_protocol() -> type[Any] | None:
             if sock is None or self.transport.get_extra_info("sslcontext") is not None:
                 return pos  # TLS: the loop's fallback reads and writes in its own chunks
             limit, size = pos + EARLY_BYTES, FIRST_CHUNK
-            while pos < min(end, limit) and not cycle.disconnected:
+            while pos < min(end, limit) and not self._gone(cycle):
                 pos += await self.loop.sendfile(self.transport, file, pos, min(size, end - pos))
                 size *= 2
                 pause, waited = 0.001, 0.0
-                while _unsent(sock) > FIRST_CHUNK and not cycle.disconnected and waited < 5:
+                while not self._gone(cycle) and _unsent(sock) > FIRST_CHUNK and waited < 5:
                     await asyncio.sleep(pause)  # the close of a client that is gone is seen here
                     waited += pause
                     pause = min(0.016, pause * 2)
@@ -263,7 +271,7 @@ def _unsent(sock: Any) -> int:
     """Bytes in the socket's send queue the peer has not acknowledged (Linux ``SIOCOUTQ``)."""
     try:
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
-    except OSError:
+    except (OSError, ValueError):  # closed underneath (fileno -1): nothing more is sent anyway
         return 0
 
 
