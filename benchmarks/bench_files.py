@@ -22,6 +22,10 @@ official client makes the same requests in both runs; only who serves the files 
    (``SHARELAB_SECURE_LINK_PREFIX``: no download reaches the replica) vs the static server (<= 1.05x),
    and the replica's CPU per load (its ``/query`` and metadata requests only).
 
+Measures 1-3 also show a second sharelab server whose every request goes through ASGI
+(``SHARELAB_DIRECT_DOWNLOADS=0``: no direct answers, :mod:`helpers.server.direct`), on a second lab home
+sharing the same tables, interleaved with the others: the direct answers' gain in the same run.
+
 Run: ``.venv/bin/python benchmarks/bench_files.py [--quick]``.
 """
 
@@ -67,7 +71,6 @@ ROWS = 200_000
 def make_tables(root: Path, home: Path, big_mb: int) -> dict[str, Path]:
     rng = np.random.default_rng(42)
     tables: dict[str, Path] = {}
-    sql = ["CREATE SHARE s"]
     for n in (1, 8, 64):
         path = root / "data" / "linked" / f"t{n}"  # under the link root of measure 4
         per = ROWS // n
@@ -88,6 +91,13 @@ def make_tables(root: Path, home: Path, big_mb: int) -> dict[str, Path]:
         pd.DataFrame({"id": range(rows), "blob": [os.urandom(256 * 1024) for _ in range(rows)]}),
     )
     tables["big"] = big
+    register(home, tables)
+    return tables
+
+
+def register(home: Path, tables: dict[str, Path]) -> None:
+    """Share ``tables`` from the lab home ``home`` as ``s.sch.<name>`` to recipient ``r``."""
+    sql = ["CREATE SHARE s"]
     for name, path in tables.items():
         sql += [
             f"CREATE TABLE b.sch.{name} LOCATION '{path}'",
@@ -95,7 +105,6 @@ def make_tables(root: Path, home: Path, big_mb: int) -> dict[str, Path]:
         ]
     sql += ["CREATE RECIPIENT r", "GRANT SELECT ON SHARE s TO RECIPIENT r"]
     Provider(home).sql(";".join(sql))
-    return tables
 
 
 def nginx_conf(
@@ -370,6 +379,15 @@ def main() -> int:
         sl = start_server(home, extra=["--workers", "1"], env={"SHARELAB_WORKERS": "1"})
         servers.append(sl)
         token = open_catalog(home).issue_token("r").token
+        # the same tables from a second lab home, every request through ASGI (no direct answers)
+        register(root / "home-asgi", tables)
+        asgi = start_server(
+            root / "home-asgi",
+            extra=["--workers", "1"],
+            env={"SHARELAB_WORKERS": "1", "SHARELAB_DIRECT_DOWNLOADS": "0"},
+        )
+        servers.append(asgi)
+        asgi_token = open_catalog(root / "home-asgi").issue_token("r").token
         ng_port, px_port = free_port(), free_port()
         prefix = root / "nginx"
         responses = root / "responses"
@@ -392,13 +410,15 @@ def main() -> int:
         )
         nginxes.append(ng)
         sl_profile, ng_profile = root / "sl.share", root / "ng.share"
-        for path, endpoint in (
-            (sl_profile, sl.endpoint),
-            (ng_profile, f"http://127.0.0.1:{ng_port}/delta-sharing/"),
+        asgi_profile = root / "asgi.share"
+        for path, endpoint, bearer in (
+            (sl_profile, sl.endpoint, token),
+            (ng_profile, f"http://127.0.0.1:{ng_port}/delta-sharing/", token),
+            (asgi_profile, asgi.endpoint, asgi_token),
         ):
             path.write_text(
                 json.dumps(
-                    {"shareCredentialsVersion": 1, "endpoint": endpoint, "bearerToken": token}
+                    {"shareCredentialsVersion": 1, "endpoint": endpoint, "bearerToken": bearer}
                 )
             )
 
@@ -410,19 +430,22 @@ def main() -> int:
             .splitlines()[-1]
         )["file"]["url"]
         pid_sl, pid_ng = sl.process.pid, ng.pid
+        asgi_t1 = json.loads(query_lines(asgi.endpoint, asgi_token, "t1")[-1])["file"]["url"]
         print(
-            "\n1. per-request cost on one keep-alive connection (median latency ms / server CPU ms per request)"
+            "\n1. per-request cost on one keep-alive connection (median latency ms / server CPU ms per request;"
+            " ASGI only: SHARELAB_DIRECT_DOWNLOADS=0)"
         )
-        print(f"{'request':<22} {'sharelab':>18} {'nginx':>18} {'ratio':>7}")
+        print(f"{'request':<22} {'sharelab':>18} {'ASGI only':>18} {'nginx':>18} {'ratio':>7}")
         for label, method, hdr in (
             ("HEAD", "HEAD", {}),
             ("64 KiB Range GET", "GET", {"Range": "bytes=0-65535"}),
         ):
             sl_lat, sl_cpu = per_request(t1["url"], method, hdr, n_req, pid_sl)
+            as_lat, as_cpu = per_request(asgi_t1, method, hdr, n_req, asgi.process.pid)
             ng_lat, ng_cpu = per_request(static_t1, method, hdr, n_req, pid_ng)
             print(
-                f"{label:<22} {sl_lat:>7.2f} / {sl_cpu:>6.2f} ms {ng_lat:>7.2f} / {ng_cpu:>6.2f} ms "
-                f"{sl_lat / ng_lat:>6.2f}x"
+                f"{label:<22} {sl_lat:>7.2f} / {sl_cpu:>6.2f} ms {as_lat:>7.2f} / {as_cpu:>6.2f} ms "
+                f"{ng_lat:>7.2f} / {ng_cpu:>6.2f} ms {sl_lat / ng_lat:>6.2f}x"
             )
 
         # 2. the official client, sharelab vs static
@@ -431,8 +454,8 @@ def main() -> int:
             " of the rounds' ratios); sharelab vs nginx static files"
         )
         print(
-            f"{'files':>5} {'sharelab':>9} {'static':>8} {'ratio':>6} {'req/file':>9} {'static req/file':>15} "
-            f"{'srv CPU/load':>12} {'read/size':>9} {'files only':>9}"
+            f"{'files':>5} {'sharelab':>9} {'static':>8} {'ratio':>6} {'ASGI only':>9} {'req/file':>9} "
+            f"{'static req/file':>15} {'srv CPU/load':>12} {'read/size':>9} {'files only':>9}"
         )
         files_of = {
             name: json.loads(query_lines(sl.endpoint, token, name)[-1])["file"]["url"]
@@ -447,15 +470,17 @@ def main() -> int:
             load = {
                 "sl": lambda n=name: delta_sharing.load_as_pandas(f"{sl_profile}#s.sch.{n}"),
                 "ng": lambda n=name: delta_sharing.load_as_pandas(f"{ng_profile}#s.sch.{n}"),
+                "as": lambda n=name: delta_sharing.load_as_pandas(f"{asgi_profile}#s.sch.{n}"),
             }
-            load["sl"](), load["ng"]()  # warm-up
-            # interleaved, the order swapped every round; the server's counters read around its loads
-            times: dict[str, list[float]] = {"sl": [], "ng": []}
+            load["sl"](), load["ng"](), load["as"]()  # warm-up
+            # interleaved, the order rotated every round; the server's counters read around its loads
+            times: dict[str, list[float]] = {"sl": [], "ng": [], "as": []}
             d = c = r = 0.0
             s0 = nginx_requests(prefix, "/static/")
             loads = max(5, 2 * reps)
             for rnd in range(loads):
-                for side in ("sl", "ng") if rnd % 2 == 0 else ("ng", "sl"):
+                order = ("sl", "ng", "as")
+                for side in order[rnd % 3 :] + order[: rnd % 3]:
                     d0, c0, r0 = audit_downloads(home), tree_cpu(pid_sl), tree_rchar(pid_sl)
                     t0 = time.perf_counter()
                     load[side]()
@@ -467,6 +492,9 @@ def main() -> int:
             time.sleep(0.3)
             t_sl, t_ng = statistics.median(times["sl"]), statistics.median(times["ng"])
             paired = statistics.median(a / b for a, b in zip(times["sl"], times["ng"], strict=True))
+            as_paired = statistics.median(
+                a / b for a, b in zip(times["as"], times["ng"], strict=True)
+            )
             reqs, cpu, read = d / loads / n, c / loads, r / loads / size
             ng_reqs = (nginx_requests(prefix, "/static/") - s0) / loads / n
             # rchar counts the catalog's SQLite page reads too: take off what a HEAD (no file bytes)
@@ -474,7 +502,8 @@ def main() -> int:
             catalog_read = head_rchar(files_of[name], pid_sl, 40) * reqs * n
             net = max(0.0, read - catalog_read / size)
             print(
-                f"{n:>5} {t_sl:>9.3f} {t_ng:>8.3f} {paired:>5.2f}x {reqs:>9.1f} {ng_reqs:>15.1f} "
+                f"{n:>5} {t_sl:>9.3f} {t_ng:>8.3f} {paired:>5.2f}x {as_paired:>8.2f}x {reqs:>9.1f} "
+                f"{ng_reqs:>15.1f} "
                 f"{cpu:>11.3f}s {read:>8.2f}x {net:>8.2f}x"
             )
 
@@ -490,12 +519,18 @@ def main() -> int:
             f"\n3. one {big['size'] / 1e6:.0f} MB file with curl (median MB/s; server CPU s per GB served)"
         )
         # interleaved, the order swapped every round: drift and other load hit both alike
-        rates: dict[str, list[float]] = {"sl": [], "ng": []}
-        cpu: dict[str, float] = {"sl": 0.0, "ng": 0.0}
-        sides = {"sl": (big["url"], pid_sl), "ng": (static_big, pid_ng)}
+        asgi_big = json.loads(query_lines(asgi.endpoint, asgi_token, "big")[-1])["file"]["url"]
+        rates: dict[str, list[float]] = {"sl": [], "ng": [], "as": []}
+        cpu: dict[str, float] = {"sl": 0.0, "ng": 0.0, "as": 0.0}
+        sides = {
+            "sl": (big["url"], pid_sl),
+            "ng": (static_big, pid_ng),
+            "as": (asgi_big, asgi.process.pid),
+        }
         rounds = max(5, 2 * reps)
         for r in range(rounds + 1):
-            for side in ("sl", "ng") if r % 2 == 0 else ("ng", "sl"):
+            order = ("sl", "ng", "as")
+            for side in order[r % 3 :] + order[: r % 3]:
                 url, pid = sides[side]
                 c0 = tree_cpu(pid)
                 rate = curl_rate(url, 0, warm=False)
@@ -506,6 +541,10 @@ def main() -> int:
         sl_cpu_gb, ng_cpu_gb = cpu["sl"] / (rounds * gb), cpu["ng"] / (rounds * gb)
         paired = statistics.median(a / b for a, b in zip(rates["sl"], rates["ng"], strict=True))
         print(f"   sharelab {sl_rate:8.0f} MB/s  CPU {sl_cpu_gb:.3f} s/GB")
+        as_rate, as_cpu_gb = statistics.median(rates["as"]), cpu["as"] / (rounds * gb)
+        print(
+            f"   ASGI only {as_rate:7.0f} MB/s  CPU {as_cpu_gb:.3f} s/GB (SHARELAB_DIRECT_DOWNLOADS=0)"
+        )
         print(
             f"   nginx    {ng_rate:8.0f} MB/s  CPU {ng_cpu_gb:.3f} s/GB   ratio {sl_rate / ng_rate:.2f}x, "
             f"median of the rounds' ratios {paired:.2f}x (target >= 0.9x)"

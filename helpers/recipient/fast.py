@@ -5,9 +5,13 @@ The official ``delta_sharing`` client is what the lessons teach; it makes about 
 footer reads, abandoned GETs). :func:`fast_load` makes one request for the file list and one GET per file,
 on keep-alive connections kept between calls (a dashboard's next refresh reuses them), and starts each
 download as soon as its line of the ``/query`` response arrives; each file is read into one buffer and
-decoded there by pyarrow, and the pandas conversion happens once, at the end. It reads snapshots in the
-``parquet`` response format (no deletion vectors); partition columns come from the file entries'
-``partitionValues``, typed by the table's schema; columns of the schema that no file holds are nulls.
+decoded there by pyarrow, and the pandas conversion happens once, at the end. It asks for either
+response format (``delta,parquet``, readers features ``deletionvectors`` and ``timestampntz``), so a
+server answers ``parquet`` for a plain table and ``delta`` for one with deletion vectors: then each file's
+deletion vector (inline, or fetched with one range GET of its signed URL) is decoded
+(:mod:`helpers.storage.deletion_vectors`) and its rows are dropped from the file's rows. Partition
+columns come from the file entries' ``partitionValues``, typed by the table's schema; columns of the
+schema that no file holds are nulls. Column-mapped tables are not read (the server refuses them to it).
 
 HTTP goes through :mod:`helpers.recipient.keepalive` (``http.client`` on kept connections, HTTPS verified
 against the lab CA kept beside the profile or certifi's roots); its errors are those of ``requests``
@@ -22,6 +26,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,6 +34,7 @@ import requests
 
 from helpers.recipient.keepalive import request
 from helpers.recipient.profile_files import load_profile
+from helpers.storage.deletion_vectors import bitmap_rows, framed_vector, z85_decode
 
 __all__ = ["fast_load", "fast_load_arrow"]
 
@@ -47,6 +53,10 @@ _TYPES: dict[str, pa.DataType] = {
     "binary": pa.binary(),
 }
 _HEADERS = {"User-Agent": "sharelab-fast-loader"}
+_CAPABILITIES = (
+    "responseformat=delta,parquet;readerfeatures=deletionvectors,timestampntz;"
+    "includeendstreamaction=true"
+)
 
 
 def _split(url: str) -> tuple[str, str, str, str]:
@@ -84,7 +94,7 @@ def _query_lines(
         **_HEADERS,
         "Authorization": f"Bearer {token}",
         "Content-Type": "application/json",
-        "delta-sharing-capabilities": "responseformat=parquet;includeendstreamaction=true",
+        "delta-sharing-capabilities": _CAPABILITIES,
     }
     url = f"{endpoint}/shares/{table_path}/query"
     while True:
@@ -108,6 +118,65 @@ def _query_lines(
         if not next_page:
             return
         body = {**body, "pageToken": next_page}
+
+
+def _read_file(entry: dict[str, Any], threads: bool) -> pa.Table:
+    """A file entry's rows: its download, less the rows its deletion vector marks deleted."""
+    data = _download(entry["url"], _size(entry), threads)
+    dv = entry.get("deletionVector")
+    if not dv:
+        return data
+    deleted = _deleted_rows(dv)
+    if len(deleted) and int(deleted[-1]) >= data.num_rows:
+        raise ValueError(
+            f"the deletion vector of {entry['url'].split('?', 1)[0]} marks row {int(deleted[-1])} of "
+            f"a file of {data.num_rows} rows; load again (the table may have changed)"
+        )
+    keep = np.ones(data.num_rows, dtype=bool)
+    keep[deleted.astype(np.int64)] = False
+    return data.filter(pa.array(keep))
+
+
+def _deleted_rows(dv: dict[str, Any]) -> np.ndarray:
+    """The row positions a deletion vector descriptor marks deleted (inline, or behind a signed URL)."""
+    kind, ref = dv.get("storageType"), str(dv.get("pathOrInlineDv") or "")
+    size = int(dv.get("sizeInBytes") or 0)
+    if kind == "i":
+        vector = z85_decode(ref)
+    elif kind == "p" and ref.startswith(("http://", "https://")):
+        start = int(dv.get("offset") or 0)
+        where = ref.split("?", 1)[0]
+        headers = dict(_HEADERS, Range=f"bytes={start}-{start + size + 7}")
+        with request("GET", ref, headers=headers) as reply:
+            blob = reply.body(where)
+        if reply.resp.status == 200:  # a server that ignores ranges: the whole file
+            blob = blob[start:]
+        vector = framed_vector(blob, size)
+    else:
+        raise ValueError(
+            f"the server gave a deletion vector a recipient cannot read (storage type {kind!r} at "
+            f"{ref[:80]!r}); a Delta Sharing server sends a signed URL (type 'p') or an inline one"
+        )
+    rows = bitmap_rows(vector)
+    cardinality = dv.get("cardinality")
+    if isinstance(cardinality, int) and cardinality != len(rows):
+        raise ValueError(
+            f"a deletion vector holds {len(rows)} rows, its descriptor says {cardinality}"
+        )
+    return rows
+
+
+def _file_entry(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """A ``file`` line's entry as the parquet format has it (url, size, stats, partition values,
+    and a ``deletionVector`` in the delta format); None for a delta line without an ``add``."""
+    entry: dict[str, Any] = obj["file"]
+    action = entry.get("deltaSingleAction")
+    if action is None:
+        return entry
+    add = action.get("add")
+    if add is None:
+        return None
+    return {**add, "url": add["path"]}
 
 
 def _download(url: str, size: int | None = None, threads: bool = False) -> pa.Table:
@@ -141,7 +210,9 @@ def _size(entry: dict[str, Any]) -> int | None:
 class _Plan:
     """What the metadata line says about the files to come: schema, partition columns."""
 
-    def __init__(self, metadata: dict[str, Any]) -> None:
+    def __init__(self, line: dict[str, Any]) -> None:
+        # the delta format nests the Delta metaData action (numFiles stays outside)
+        metadata = {**line, **(line.get("deltaMetadata") or {})}
         schema = json.loads(metadata.get("schemaString") or '{"fields": []}')
         self.fields: list[dict[str, Any]] = list(schema.get("fields", []))
         self.types = {f["name"]: f.get("type") for f in self.fields}
@@ -229,12 +300,13 @@ def _fetch_all(lines: Iterator[dict[str, Any]], limit: int | None, workers: int)
                 if "metaData" in obj:
                     plan = _Plan(obj["metaData"])
                 elif "file" in obj and (wanted is None or wanted > 0):
-                    entry = obj["file"]
-                    futures.append(
-                        (pool.submit(_download, entry["url"], _size(entry), plan.threads), entry)
-                    )
+                    entry = _file_entry(obj)
+                    if entry is None:
+                        continue
+                    futures.append((pool.submit(_read_file, entry, plan.threads), entry))
                     if wanted is not None:  # a file without stats counts 0: the cut comes after
-                        wanted -= _rows(entry) or 0
+                        deleted = (entry.get("deletionVector") or {}).get("cardinality") or 0
+                        wanted -= (_rows(entry) or 0) - deleted
         except BaseException:
             for future, _entry in futures:
                 future.cancel()

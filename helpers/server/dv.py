@@ -16,25 +16,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["dv_file", "dv_paths", "has_dv_files", "with_signed_dv", "z85_decode"]
+from helpers.storage.deletion_vectors import z85_decode
 
-_Z85 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
-_Z85_VALUE = {c: i for i, c in enumerate(_Z85)}
-
-
-def z85_decode(text: str) -> bytes:
-    """Z85 (ZeroMQ base-85) text as bytes. :raises ValueError: not Z85 of a multiple of 4 bytes."""
-    if len(text) % 5:
-        raise ValueError("Z85 text length is not a multiple of 5")
-    out = bytearray()
-    for i in range(0, len(text), 5):
-        value = 0
-        for c in text[i : i + 5]:
-            value = value * 85 + _Z85_VALUE[c]
-        if value >= 1 << 32:
-            raise ValueError("Z85 group out of range")
-        out += value.to_bytes(4, "big")
-    return bytes(out)
+__all__ = ["dv_file", "dv_paths", "has_dv_files", "with_signed_dv"]
 
 
 def dv_file(dv: object) -> str | None:
