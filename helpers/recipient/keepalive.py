@@ -8,13 +8,17 @@ threads; a kept connection the server has closed meanwhile is replaced once, tra
 
 HTTPS is verified against the bundle ``requests`` would use (``REQUESTS_CA_BUNDLE``, which
 :func:`~helpers.recipient.load_profile` sets for a lab CA kept beside the profile, else certifi's roots);
-verification is never turned off. Proxies (``HTTPS_PROXY``...) are not used. Errors are those of
-``requests`` (``HTTPError`` with the server's one-line message, ``ConnectionError``, ``SSLError``), so a
-caller handles the official client and the loader alike.
+verification is never turned off. Proxies are those ``requests`` (the official client) would use for the
+URL: ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY`` unless ``NO_PROXY`` names the host; an ``http://`` proxy
+(credentials in its URL become ``Proxy-Authorization``) carries plain requests in absolute form and HTTPS
+through a ``CONNECT`` tunnel, the server's certificate still verified end to end. Errors are those of
+``requests`` (``HTTPError`` with the server's one-line message, ``ConnectionError``, ``SSLError``,
+``ProxyError``), so a caller handles the official client and the loader alike.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -22,13 +26,28 @@ import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 import requests
+from requests.utils import get_environ_proxies
 
 __all__ = ["Reply", "request"]
 
-_Key = tuple[str, str, int, str | None]
+_Key = tuple[str, str, int, str | None, "_Proxy | None"]
+
+
+@dataclass(frozen=True)
+class _Proxy:
+    """An ``http://`` proxy: where it listens, and its ``Proxy-Authorization`` (or None)."""
+
+    host: str
+    port: int
+    auth: str | None
+
+
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+_ROUTES: dict[tuple[str, str, int, tuple[str | None, ...]], _Proxy | None] = {}
 # a kept connection the server closed shows one of these on its next request: replaced, not an error
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 _IDLE: dict[_Key, list[http.client.HTTPConnection]] = {}
@@ -50,6 +69,32 @@ def _context(ca: str | None) -> ssl.SSLContext:
     return context
 
 
+def _proxy_for(scheme: str, host: str, port: int) -> _Proxy | None:
+    """The proxy ``requests`` would use for ``scheme://host:port`` (from the environment), or None."""
+    env = tuple(os.environ.get(n) or os.environ.get(n.upper()) for n in _PROXY_VARS)
+    key = (scheme, host, port, env)
+    if key in _ROUTES:
+        return _ROUTES[key]
+    found = get_environ_proxies(f"{scheme}://{host}:{port}/")
+    url = found.get(scheme) or found.get("all")
+    proxy = None
+    if url:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme != "http" or not parts.hostname:
+            raise requests.exceptions.ProxyError(
+                f"the proxy {parts.scheme}://{parts.hostname}:{parts.port or ''} is not an http:// "
+                "proxy, the only kind the lean loader speaks; set HTTPS_PROXY=http://... or use the "
+                "official client (delta_sharing.load_as_pandas)"
+            )
+        auth = None
+        if parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            auth = "Basic " + base64.b64encode(pair).decode("ascii")
+        proxy = _Proxy(parts.hostname, parts.port or 80, auth)
+    _ROUTES[key] = proxy
+    return proxy
+
+
 def _take(key: _Key, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
     """An idle connection for ``key`` (True: reused) or a new one."""
     with _LOCK:
@@ -63,10 +108,21 @@ def _take(key: _Key, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
             if conn.sock is not None:
                 conn.sock.settimeout(timeout)
             return conn, True
-        scheme, host, port, ca = key
+        scheme, host, port, ca, proxy = key
         if scheme == "https":
             context = _context(ca)
-            return http.client.HTTPSConnection(host, port, timeout=timeout, context=context), False
+            if proxy is None:
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+                return conn, False
+            # the tunnel: CONNECT host:port, then TLS to the server itself (SNI and checks: host)
+            conn = http.client.HTTPSConnection(
+                proxy.host, proxy.port, timeout=timeout, context=context
+            )
+            auth = {"Proxy-Authorization": proxy.auth} if proxy.auth else None
+            conn.set_tunnel(host, port, headers=auth)
+            return conn, False
+    if proxy is not None:
+        return http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout), False
     return http.client.HTTPConnection(host, port, timeout=timeout), False
 
 
@@ -136,9 +192,15 @@ def request(
         raise requests.exceptions.InvalidURL(f"{where} is not an http(s) URL")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
-    key: _Key = (parts.scheme, parts.hostname, port, ca if parts.scheme == "https" else None)
+    proxy = _proxy_for(parts.scheme, parts.hostname, port)
+    key: _Key = (parts.scheme, parts.hostname, port, ca if parts.scheme == "https" else None, proxy)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    reply = _send(key, method, target, body, headers or {}, timeout, where)
+    headers = dict(headers or {})
+    if proxy is not None and parts.scheme == "http":  # through the proxy: the absolute form
+        target = f"http://{parts.netloc.rpartition('@')[2]}{target}"
+        if proxy.auth:
+            headers["Proxy-Authorization"] = proxy.auth
+    reply = _send(key, method, target, body, headers, timeout, where)
     try:
         if reply.resp.status >= 400:
             raise _refused(reply.resp, where)
@@ -175,6 +237,12 @@ def _send(
             ) from None
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
+            proxy = key[4]
+            if proxy is not None:
+                raise requests.exceptions.ProxyError(
+                    f"{where} through the proxy {proxy.host}:{proxy.port} failed ({exc}); check "
+                    "HTTP_PROXY/HTTPS_PROXY, or name the provider's host in NO_PROXY"
+                ) from None
             raise requests.ConnectionError(
                 f"{where} does not answer ({exc}): is the provider's server running?"
             ) from None
