@@ -5,12 +5,15 @@
   on a free port, waited for on ``/health`` (the fixtures ``server_factory`` and the server suite's
   session lab use them);
 - :func:`sharelab`: run the ``sharelab`` command line (``python -m helpers``) as a user would;
-- :data:`SEED_000_SQL`: seed 000's share topology (three domain shares, two consumers) as SQL.
+- :data:`SEED_000_SQL`: seed 000's share topology (three domain shares, two consumers) as SQL;
+- :func:`share_tables` / :func:`write_profile`: tables shared to one recipient, and its profile file;
+- :func:`blob_table`: a Delta table of one file of incompressible bytes (bigger than inline answers).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -29,6 +32,9 @@ from helpers.procs import free_port
 
 __all__ = [
     "REPO",
+    "blob_table",
+    "share_tables",
+    "write_profile",
     "count_generation_reads",
     "SEED_000_SQL",
     "RunningServer",
@@ -209,3 +215,47 @@ def count_generation_reads(monkeypatch: Any) -> list[int]:
 
     monkeypatch.setattr(access, "read_generation", counted)
     return reads
+
+
+def share_tables(
+    home: Path, tables: dict[str, Path], share: str = "s", recipient: str = "r"
+) -> str:
+    """Register ``tables`` (``catalog.schema.table`` -> location) in the lab home ``home``, share them
+    all in ``share`` to ``recipient``; returns a bearer token of the recipient."""
+    from helpers.catalog import open_catalog
+    from helpers.provider import Provider
+
+    sql = [f"CREATE SHARE {share}"]
+    for name, location in tables.items():
+        sql += [
+            f"CREATE TABLE {name} LOCATION '{location}'",
+            f"ALTER SHARE {share} ADD TABLE {name}",
+        ]
+    sql += [
+        f"CREATE RECIPIENT {recipient}",
+        f"GRANT SELECT ON SHARE {share} TO RECIPIENT {recipient}",
+    ]
+    Provider(home).sql(";".join(sql))
+    return open_catalog(home).issue_token(recipient).token
+
+
+def write_profile(path: Path, endpoint: str, token: str) -> Path:
+    """A profile file for ``endpoint`` and ``token`` at ``path``."""
+    path.write_text(
+        json.dumps({"shareCredentialsVersion": 1, "endpoint": endpoint, "bearerToken": token})
+    )
+    return path
+
+
+def blob_table(path: Path, rows: int, blob: int = 256 * 1024) -> bytes:
+    """A Delta table at ``path`` of one parquet file: ``rows`` rows of ``blob`` random bytes (it does not
+    compress); returns the file's bytes."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    blobs = [os.urandom(blob) for _ in range(rows)]
+    write_deltalake(
+        str(path),
+        pa.table({"id": pa.array(range(rows), pa.int64()), "blob": pa.array(blobs, pa.binary())}),
+    )
+    return (path / DeltaTable(str(path)).file_uris()[0].rpartition("/")[2]).read_bytes()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,14 @@ from deltalake import DeltaTable, write_deltalake
 
 from helpers.catalog import open_catalog
 from helpers.provider import Provider
-from tests.support import RunningServer, start_server, stop_server
+from tests.support import (
+    RunningServer,
+    blob_table,
+    share_tables,
+    start_server,
+    stop_server,
+    write_profile,
+)
 
 psutil = pytest.importorskip("psutil")
 
@@ -36,19 +42,9 @@ BLOB = 256 * 1024  # 48 x 256 KiB of random bytes: a ~12 MB parquet file that do
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("files")
-    table = root / "blobs"
-    rng = [os.urandom(BLOB) for _ in range(ROWS)]
-    write_deltalake(
-        str(table),
-        pa.table({"id": pa.array(range(ROWS), pa.int64()), "blob": pa.array(rng, pa.binary())}),
-    )
+    data = blob_table(root / "blobs", ROWS, BLOB)
     home = root / "home"
-    Provider(home).sql(
-        f"CREATE TABLE lab.files.blobs LOCATION '{table}'; CREATE SHARE s; "
-        "ALTER SHARE s ADD TABLE lab.files.blobs; CREATE RECIPIENT r; "
-        "GRANT SELECT ON SHARE s TO RECIPIENT r"
-    )
-    token = open_catalog(home).issue_token("r").token
+    token = share_tables(home, {"lab.files.blobs": root / "blobs"})
     server = start_server(home, env={"SHARELAB_WORKERS": "1"})
     try:
         resp = requests.post(
@@ -60,18 +56,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         resp.raise_for_status()
         files = [json.loads(x)["file"] for x in resp.text.splitlines() if '"file"' in x]
         assert len(files) == 1
-        local = table / DeltaTable(str(table)).file_uris()[0].rpartition("/")[2]
-        profile = root / "r.share"
-        profile.write_text(
-            json.dumps(
-                {"shareCredentialsVersion": 1, "endpoint": server.endpoint, "bearerToken": token}
-            )
-        )
         yield {
             "server": server,
             "url": files[0]["url"],
-            "bytes": local.read_bytes(),
-            "profile": profile,
+            "bytes": data,
+            "profile": write_profile(root / "r.share", server.endpoint, token),
             "home": home,
         }
     finally:

@@ -8,7 +8,6 @@ decoder is checked against pyroaring, an independent RoaringBitmap, on array, bi
 
 from __future__ import annotations
 
-import json
 import random
 import struct
 import zlib
@@ -20,12 +19,10 @@ import pandas as pd
 import pytest
 from deltalake import write_deltalake
 
-from helpers.catalog import open_catalog
-from helpers.provider import Provider
 from helpers.recipient import fast_load
 from helpers.storage.deletion_vectors import MAGIC, bitmap_rows, framed_vector, z85_decode
 from tests.server.dvtable import delete_with_dv, z85_encode
-from tests.support import start_server, stop_server
+from tests.support import share_tables, start_server, stop_server, write_profile
 
 pyroaring = pytest.importorskip("pyroaring")
 
@@ -41,21 +38,10 @@ def profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         write_deltalake(str(table), frame, mode="append")
     delete_with_dv(table, DELETED)
     home = root / "home"
-    Provider(home).sql(
-        f"CREATE TABLE shop.sales.orders LOCATION '{table}'; CREATE SHARE s; "
-        "ALTER SHARE s ADD TABLE shop.sales.orders; CREATE RECIPIENT r; "
-        "GRANT SELECT ON SHARE s TO RECIPIENT r"
-    )
-    token = open_catalog(home).issue_token("r").token
+    token = share_tables(home, {"shop.sales.orders": table})
     server = start_server(home)
-    path = root / "r.share"
-    path.write_text(
-        json.dumps(
-            {"shareCredentialsVersion": 1, "endpoint": server.endpoint, "bearerToken": token}
-        )
-    )
     try:
-        yield path
+        yield write_profile(root / "r.share", server.endpoint, token)
     finally:
         stop_server(server)
 

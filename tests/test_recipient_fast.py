@@ -188,10 +188,7 @@ def test_tls_with_the_lab_ca_beside_the_profile(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     minilab.build(home)
-    catalog = open_catalog(home)
-    catalog.create_recipient("pat")
-    catalog.grant("demo_share", "pat")
-    token = catalog.issue_token("pat").token
+    token = minilab.recipient_token(home, "pat")
     done = sharelab(home, "start", "--tls", "--port", str(free_port()))
     assert done.returncode == 0, done.stderr
     try:

@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 import requests
 
-from helpers.catalog import open_catalog
 from helpers.recipient import fast_load
-from tests.support import free_port, sharelab
+from tests.support import free_port, sharelab, write_profile
 from tests.workshop import minilab
 
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -113,19 +112,13 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         home = root / "home"
         home.mkdir()
         minilab.build(home)
-        catalog = open_catalog(home)
-        catalog.create_recipient("pat")
-        catalog.grant("demo_share", "pat")
-        token = catalog.issue_token("pat").token
+        token = minilab.recipient_token(home, "pat")
         flags = ["--tls"] if kind == "tls" else []
         done = sharelab(home, "start", *flags, "--port", str(free_port()))
         assert done.returncode == 0, done.stderr
         homes.append(home)
         endpoint = json.loads((home / "server" / "server.json").read_text())["endpoint"]
-        profile = root / "pat.share"
-        profile.write_text(
-            json.dumps({"shareCredentialsVersion": 1, "endpoint": endpoint, "bearerToken": token})
-        )
+        profile = write_profile(root / "pat.share", endpoint, token)
         out[kind] = f"{profile}#{minilab.TABLE}"
         if kind == "tls":
             out["ca"] = str(home / "tls" / "ca.pem")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import ssl
 import threading
@@ -20,11 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import delta_sharing
-import pyarrow as pa
 import pytest
 import requests
 import uvicorn
-from deltalake import DeltaTable, write_deltalake
 
 from helpers.catalog import open_catalog
 from helpers.procs import free_port
@@ -33,6 +30,7 @@ from helpers.server.app import create_app
 from helpers.server.connections import limited_protocol
 from helpers.server.limits import ServerLimits
 from helpers.tls import prepare_tls
+from tests.support import blob_table, share_tables, write_profile
 
 ROWS = 12
 BLOB = 256 * 1024  # incompressible: a ~3 MB file, bigger than what is answered from memory
@@ -83,26 +81,15 @@ class _Served:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("direct")
-    table = root / "blobs"
-    blobs = [os.urandom(BLOB) for _ in range(ROWS)]
-    write_deltalake(
-        str(table),
-        pa.table({"id": pa.array(range(ROWS), pa.int64()), "blob": pa.array(blobs, pa.binary())}),
-    )
+    data = blob_table(root / "blobs", ROWS)
     home = root / "home"
-    Provider(home).sql(
-        f"CREATE TABLE lab.files.blobs LOCATION '{table}'; CREATE SHARE s; "
-        "ALTER SHARE s ADD TABLE lab.files.blobs; CREATE RECIPIENT r; "
-        "GRANT SELECT ON SHARE s TO RECIPIENT r"
-    )
-    token = open_catalog(home).issue_token("r").token
-    local = table / DeltaTable(str(table)).file_uris()[0].rpartition("/")[2]
+    token = share_tables(home, {"lab.files.blobs": root / "blobs"})
     errors = _Errors()
     for name in ("asyncio", "uvicorn.error"):
         logging.getLogger(name).addHandler(errors)
     plain, tls = _Served(home, tls=False), _Served(home, tls=True)
     try:
-        yield {"plain": plain, "tls": tls, "token": token, "bytes": local.read_bytes()}
+        yield {"plain": plain, "tls": tls, "token": token, "bytes": data}
     finally:
         plain.stop()
         tls.stop()
@@ -181,12 +168,7 @@ def test_repeats_are_answered_directly_with_the_same_answer(lab: dict[str, Any],
 
 def test_the_official_client_reads_through_direct_answers(lab: dict[str, Any]) -> None:
     served: _Served = lab["plain"]
-    profile = served.home.parent / "r.share"
-    profile.write_text(
-        json.dumps(
-            {"shareCredentialsVersion": 1, "endpoint": served.endpoint, "bearerToken": lab["token"]}
-        )
-    )
+    profile = write_profile(served.home.parent / "r.share", served.endpoint, lab["token"])
     before = len(served.direct)
     frame = delta_sharing.load_as_pandas(f"{profile}#s.files.blobs")
     assert sorted(frame["id"]) == list(range(ROWS))

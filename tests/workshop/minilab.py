@@ -47,3 +47,13 @@ def add_attendees(home: Path, names: list[str]) -> dict[str, str]:
         catalog.grant("demo_share", name)
         codes[name] = catalog.create_activation(name)
     return codes
+
+
+def recipient_token(home: Path, name: str) -> str:
+    """A recipient ``name`` granted ``demo_share``; returns a bearer token of it."""
+    from helpers.catalog import open_catalog
+
+    catalog = open_catalog(home)
+    catalog.create_recipient(name)
+    catalog.grant("demo_share", name)
+    return catalog.issue_token(name).token
