@@ -195,3 +195,44 @@ def test_a_stalled_watch_stops_vouching_when_its_lease_ends(
         stop_watch(watching.db)
         watching.close()
         writer.close()
+
+
+def test_the_throttle_rides_the_watch_across_replicas(lab: tuple[Path, str, str]) -> None:
+    """Replica B reads no bucket for an address that has not failed (its watch vouches), learns of
+    replica A's failures from the watch's ``throttle`` topic within moments, and then refuses."""
+    from helpers.server.cluster import CatalogThrottle
+
+    home, _name, _token = lab
+    cat_a, cat_b = open_catalog(home), open_catalog(home)
+    throttle_a = CatalogThrottle(cat_a.db, burst=2, rate=2.0)  # a window of 1.5 s
+    throttle_b = CatalogThrottle(cat_b.db, burst=2, rate=2.0)
+    reads: list[int] = []
+    read = cat_b.db.read
+
+    def counted(body: Any, *args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return read(body, *args, **kwargs)
+
+    cat_b.db.read = counted  # type: ignore[method-assign]
+    start_watch(cat_b.db)
+    try:
+        _wait_trusted(cat_b)
+        assert throttle_b.retry_after("10.9.0.1") == 0 and reads  # just connected: it reads
+        time.sleep(1.6)  # a window after the watch (re)connected: it may trust what it hears
+        reads.clear()
+        assert throttle_b.retry_after("10.9.0.1") == 0 and reads == []
+        throttle_a.failed("10.9.0.1")
+        throttle_a.failed("10.9.0.1")  # A's burst is spent; B learns of it through the watch
+        deadline = time.monotonic() + 5
+        while throttle_b.retry_after("10.9.0.1") == 0:
+            assert time.monotonic() < deadline, "replica B never saw replica A's failures"
+            time.sleep(0.01)
+        assert reads  # it read the bucket once the note came
+        reads.clear()
+        assert throttle_b.retry_after("10.9.0.2") == 0 and reads == []  # another address: no read
+        stop_watch(cat_b.db)
+        assert throttle_b.retry_after("10.9.0.2") == 0 and reads  # no watch: every check reads
+    finally:
+        stop_watch(cat_b.db)
+        cat_a.close()
+        cat_b.close()

@@ -17,6 +17,11 @@ would dominate a remembered ``authenticate``. So a sharing server process *watch
 A watcher that loses its connection, stalls or is killed stops trusting its memory when its lease ends
 (then every request reads the counter again) and a writer waits for it at most that long. Registration
 comes before ``LISTEN`` and the first read, so no commit falls between them unseen.
+
+Other components may ride the same connection with a *topic* of their own (:func:`listen` before the
+watch starts, :func:`notify` inside a write transaction): the watcher calls the topic's callback with
+each payload, and with ``None`` whenever notes may have been missed (at every (re)connection), so the
+component can stop trusting what it has heard until it reads again.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import os
 import secrets
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from helpers.catalog.backends.postgres import ACCESS_BUMPED
@@ -35,6 +42,8 @@ __all__ = [
     "LEASE_SECONDS",
     "RENEW_SECONDS",
     "ensure_watch_schema",
+    "listen",
+    "notify",
     "start_watch",
     "stop_watch",
     "wait_for_watchers",
@@ -50,11 +59,22 @@ RENEW_SECONDS = 0.4
 #: Taken off the lease locally: the watcher stops trusting itself before the database lets it go.
 MARGIN_SECONDS = 0.3
 _COMPONENT = "access_watch"
-_CHANNEL_SQL = (
-    "SELECT 'sharelab_access_' || left(md5(n.nspname), 16) FROM pg_catalog.pg_class c "
+# one channel per topic and catalog schema: "sharelab_<topic>_<md5 of the schema>" (the access trigger's
+# topic is "access"); the schema is the counter table's, as the trigger sees it
+_SCHEMA_TAG = (
+    "SELECT left(md5(n.nspname), 16) FROM pg_catalog.pg_class c "
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
     "WHERE c.oid = to_regclass('access_generation')"
 )
+_NOTIFY_SQL = (
+    "SELECT pg_notify('sharelab_' || ? || '_' || left(md5(n.nspname), 16), ?) "
+    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.oid = to_regclass('access_generation')"
+)
+Note = Callable[[str | None], None]
+"""A topic's callback: a payload, or None when notes may have been missed (trust nothing heard)."""
+# per catalog, inherited by forked workers (each one's own watch calls them)
+_TOPICS: weakref.WeakKeyDictionary[Database, dict[str, Note]] = weakref.WeakKeyDictionary()
 _DB_NOW = "extract(epoch from clock_timestamp())"
 
 
@@ -110,6 +130,7 @@ class _Watcher:
         self.id = f"{os.getpid()}-{secrets.token_hex(6)}"
         self.known: int | None = None
         self.trusted_until = 0.0  # time.monotonic(); 0: not trusted
+        self.topics = dict(_TOPICS.get(db, {}))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sharelab-watch", daemon=True)
         self._thread.start()
@@ -164,8 +185,13 @@ class _Watcher:
             "ON CONFLICT (id) DO UPDATE SET seen = -1, lease_until = excluded.lease_until",
             (self.id, LEASE_SECONDS),
         )
-        channel = raw.execute(_CHANNEL_SQL).fetchone()[0]
+        tag = raw.execute(_SCHEMA_TAG).fetchone()[0]
+        channel = f"sharelab_access_{tag}"
         raw.execute(f'LISTEN "{channel}"')
+        topics = {f"sharelab_{t}_{tag}": cb for t, cb in self.topics.items()}
+        for name, callback in topics.items():
+            raw.execute(f'LISTEN "{name}"')
+            callback(None)  # listening from now on: what came before was not heard
         now = int(raw.execute("SELECT n FROM access_generation WHERE id = 1").fetchone()[0])
         self.known = now
         while not self._stop.is_set():
@@ -174,9 +200,20 @@ class _Watcher:
                 self.known = latest  # a notification lost or late: acknowledged at the next renewal
                 continue
             for note in raw.notifies(timeout=RENEW_SECONDS, stop_after=1):
-                self.known = max(self.known, int(note.payload))
+                self._heard(note, channel, topics)
             for note in raw.notifies(timeout=0.0):  # drain what came with it
-                self.known = max(self.known, int(note.payload))
+                self._heard(note, channel, topics)
+
+    def _heard(self, note: Any, channel: str, topics: dict[str, Note]) -> None:
+        if note.channel == channel:
+            self.known = max(self.known or 0, int(note.payload))
+            return
+        callback = topics.get(note.channel)
+        if callback is not None:
+            try:
+                callback(note.payload)
+            except Exception:  # noqa: BLE001 - a topic's failure must not stop the watch
+                log.exception("a listener of %s failed", note.channel)
 
     def _leave(self, raw: Any) -> None:
         try:
@@ -191,6 +228,22 @@ class _Watcher:
 
 _WATCHERS: dict[tuple[int, int], _Watcher] = {}
 _LOCK = threading.Lock()
+
+
+def listen(db: Database, topic: str, callback: Note) -> None:
+    """Have this process's watch of ``db`` (started after this call) pass ``topic``'s notes to
+    ``callback`` (on the watch's thread): each payload of :func:`notify`, and None at every (re)connection.
+    PostgreSQL only; a no-op on SQLite."""
+    if db.backend != "postgresql":
+        return
+    with _LOCK:
+        _TOPICS.setdefault(db, {})[topic] = callback
+
+
+def notify(conn: Any, topic: str, payload: str) -> None:
+    """Send ``payload`` to ``topic``'s listeners of this catalog, delivered with the commit of the
+    transaction ``conn`` is in (PostgreSQL; call only there)."""
+    conn.execute(_NOTIFY_SQL, (topic, payload))
 
 
 def start_watch(db: Database) -> None:

@@ -6,7 +6,11 @@
   process's memory when the server has several workers or its catalog is PostgreSQL (replicas), so a
   client guessing tokens is throttled by all of them at once. One write per failure; the read of a request
   is skipped while its address has not failed lately (:class:`~helpers.server.throttle.FailureMarks`, shared
-  by a SQLite server's forked workers; replicas on PostgreSQL read the bucket every time).
+  by a server's forked workers). On PostgreSQL a failure is also sent to every replica's watch
+  (:func:`helpers.catalog.watch.notify`, topic ``throttle``), which marks it there: a replica reads the
+  bucket only for an address that failed lately, or while its watch does not vouch (no live lease, or less
+  than a window since it (re)connected and may have missed notes). Another replica's failure is seen once
+  its note arrives (milliseconds after the commit).
 - Downloads handed to the proxy: with ``$SHARELAB_ACCEL_REDIRECT`` set to an internal location prefix
   (e.g. ``/_sharelab_files``), a download answers ``X-Accel-Redirect: <prefix><absolute file path>`` after
   its signature check and nginx streams the file itself (see ``docker/nginx/``).
@@ -39,6 +43,7 @@ __all__ = [
 KEY_FILE_ENV = "SHARELAB_SIGNING_KEY_FILE"
 ACCEL_ENV = "SHARELAB_ACCEL_REDIRECT"
 _COMPONENT = "throttle"
+_TOPIC = "throttle"
 
 
 def signing_key_path(home: LabHome) -> Path:
@@ -77,10 +82,37 @@ class CatalogThrottle:
         self.rate = float(rate)
         self._clock = clock
         db.ensure_schema(_COMPONENT, {1: _migrate_to_1})
+        from helpers.catalog.watch import listen
         from helpers.server.throttle import FailureMarks
 
-        # made before the workers fork (create_app): they all see it; replicas (PostgreSQL) would not
-        self._marks = FailureMarks() if db.backend == "sqlite" else None
+        # made before the workers fork (create_app): they all see it; other replicas (PostgreSQL) learn
+        # of failures through the watch (the topic's notes, _heard)
+        self._marks = FailureMarks()
+        self._deaf_until = 0.0 if db.backend == "sqlite" else math.inf
+        listen(db, _TOPIC, self._heard)
+
+    def _window(self) -> float:
+        # a bucket holds >= 1 token 1/rate seconds after its last failure (+1 s for clock steps)
+        return 1 / max(self.rate, 1e-9) + 1
+
+    def _heard(self, address: str | None) -> None:
+        """A failure another replica committed (or None: notes may have been missed until now)."""
+        now = self._clock()
+        if address is None:
+            self._deaf_until = now + self._window()
+        else:
+            self._marks.mark(address, now)
+
+    def _vouched(self, address: str) -> bool:
+        """Whether ``address`` has surely not failed lately (then its bucket is full: no read)."""
+        now = self._clock()
+        if now - self._marks.last(address) <= self._window():
+            return False
+        if self.db.backend == "sqlite":
+            return True
+        from helpers.catalog.watch import watched_generation
+
+        return now > self._deaf_until and watched_generation(self.db) is not None
 
     def _level(self, row: Any, now: float) -> float:
         if row is None:
@@ -89,9 +121,7 @@ class CatalogThrottle:
 
     def retry_after(self, address: str) -> int:
         """Seconds until ``address`` may try again (0: it may try now)."""
-        marks = self._marks
-        # a bucket holds >= 1 token 1/rate seconds after its last failure (+1 s for clock steps)
-        if marks is not None and self._clock() - marks.last(address) > 1 / max(self.rate, 1e-9) + 1:
+        if self._vouched(address):
             return 0
         row = self.db.read(
             lambda c: c.execute(
@@ -106,8 +136,7 @@ class CatalogThrottle:
     def failed(self, address: str) -> None:
         """Count one failure of ``address`` (and forget buckets that are full again)."""
         now = self._clock()
-        if self._marks is not None:  # before the bucket: a concurrent check reads the bucket
-            self._marks.mark(address, now)
+        self._marks.mark(address, now)  # before the bucket: a concurrent check reads the bucket
 
         def body(c: sqlite3.Connection) -> None:
             row = c.execute(
@@ -123,6 +152,10 @@ class CatalogThrottle:
                 c.execute(
                     "DELETE FROM throttle_buckets WHERE since < ?", (now - self.burst / self.rate,)
                 )
+            if self.db.backend == "postgresql":  # the other replicas' watches, with the commit
+                from helpers.catalog.watch import notify
+
+                notify(c, _TOPIC, address)
 
         self.db.write(body)
 

@@ -6,8 +6,8 @@ row, whichever worker answered them.
 Each test sends its failures from an address of its own in the loopback range (127.0.0.x as the client
 socket's source address), so the tests never spend each other's budget. A request is aimed at one worker
 by stopping the other (SIGSTOP: it accepts nothing until SIGCONT), as in :mod:`tests.test_workers`. The
-module runs on both catalog backends (SQLite: the workers' shared memory skips the bucket read of an
-address that has not failed lately; PostgreSQL: the bucket is read every time).
+module runs on both catalog backends (the workers' shared memory skips the bucket read of an address
+that has not failed lately; on PostgreSQL only while the watch vouches, see ``tests/test_watch.py``).
 """
 
 from __future__ import annotations
