@@ -20,7 +20,8 @@ import pytest
 from deltalake import write_deltalake
 
 from helpers.recipient import fast_load
-from helpers.storage.deletion_vectors import MAGIC, bitmap_rows, framed_vector, z85_decode
+from helpers.recipient.deletion_vectors import MAGIC, bitmap_rows, framed_vector
+from helpers.z85 import z85_decode
 from tests.server.dvtable import delete_with_dv, z85_encode
 from tests.support import share_tables, start_server, stop_server, write_profile
 

@@ -9,7 +9,7 @@ decoded there by pyarrow, and the pandas conversion happens once, at the end. It
 response format (``delta,parquet``, readers features ``deletionvectors`` and ``timestampntz``), so a
 server answers ``parquet`` for a plain table and ``delta`` for one with deletion vectors: then each file's
 deletion vector (inline, or fetched with one range GET of its signed URL) is decoded
-(:mod:`helpers.storage.deletion_vectors`) and its rows are dropped from the file's rows. Partition
+(:mod:`helpers.recipient.deletion_vectors`) and its rows are dropped from the file's rows. Partition
 columns come from the file entries' ``partitionValues``, typed by the table's schema; columns of the
 schema that no file holds are nulls. Column-mapped tables are not read (the server refuses them to it).
 
@@ -32,9 +32,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import requests
 
+from helpers.recipient.deletion_vectors import bitmap_rows, framed_vector
 from helpers.recipient.keepalive import request
 from helpers.recipient.profile_files import load_profile
-from helpers.storage.deletion_vectors import bitmap_rows, framed_vector, z85_decode
+from helpers.z85 import z85_decode
 
 __all__ = ["fast_load", "fast_load_arrow"]
 

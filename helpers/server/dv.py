@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from helpers.storage.deletion_vectors import z85_decode
+from helpers.z85 import z85_decode
 
 __all__ = ["dv_file", "dv_paths", "has_dv_files", "with_signed_dv"]
 

@@ -1,15 +1,15 @@
-"""Delta's deletion vector encoding: Z85 text, the framed vector in a DV file, the RoaringBitmap array.
+"""Delta's deletion vectors as a recipient reads them: the framed vector in a DV file, the RoaringBitmap array.
 
 A deletion vector (DV) marks rows of a data file deleted without rewriting it. Its descriptor
 (``storageType``, ``pathOrInlineDv``, ``offset``, ``sizeInBytes``, ``cardinality``) points at the vector:
-inline (``i``: Z85 text of the vector itself) or in a DV file, where at ``offset`` a big-endian 4-byte size
+inline (``i``: Z85 text of the vector itself, :mod:`helpers.z85`) or in a DV file, where at ``offset`` a big-endian 4-byte size
 precedes the vector and a big-endian CRC-32 of it follows. The vector is Delta's ``RoaringBitmapArray``: a
 little-endian magic number, a 64-bit count of buckets, then per bucket its high 32 bits and a 32-bit
 RoaringBitmap in the portable format (array, bitmap and run containers). The row indexes it holds are
 positions in the data file.
 
-Used by the server (the DV files of a table, :mod:`helpers.server.dv`) and by the recipients' lean loader
-(:mod:`helpers.recipient.fast`, which reads the vectors a ``/query`` in delta format points at).
+Used by the lean loader (:mod:`helpers.recipient.fast`), which reads the vectors a ``/query`` in delta
+format points at: a server sends each DV file behind a signed URL (``storageType: "p"``).
 """
 
 from __future__ import annotations
@@ -19,33 +19,13 @@ import zlib
 
 import numpy as np
 
-__all__ = ["MAGIC", "bitmap_rows", "framed_vector", "z85_decode"]
+__all__ = ["MAGIC", "bitmap_rows", "framed_vector"]
 
 MAGIC = 1681511377
 """The first four bytes (little-endian) of a serialized ``RoaringBitmapArray``."""
-_Z85 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
-_Z85_VALUE = {c: i for i, c in enumerate(_Z85)}
 _COOKIE_NO_RUNS = 12346
 _COOKIE_RUNS = 12347
 _ARRAY_MAX = 4096  # a container of more values is a bitmap (8 KiB) unless it is a run container
-
-
-def z85_decode(text: str) -> bytes:
-    """Z85 (ZeroMQ base-85) text as bytes. :raises ValueError: not Z85 of a multiple of 4 bytes."""
-    if len(text) % 5:
-        raise ValueError("Z85 text length is not a multiple of 5")
-    out = bytearray()
-    for i in range(0, len(text), 5):
-        value = 0
-        for c in text[i : i + 5]:
-            try:
-                value = value * 85 + _Z85_VALUE[c]
-            except KeyError:
-                raise ValueError(f"{c!r} is not a Z85 character") from None
-        if value >= 1 << 32:
-            raise ValueError("Z85 group out of range")
-        out += value.to_bytes(4, "big")
-    return bytes(out)
 
 
 def framed_vector(blob: bytes, size: int) -> bytes:
