@@ -150,6 +150,8 @@ def _limited_httptools_protocol() -> type[Any] | None:
             super().data_received(data)
             if self._in_head and self._head_bytes > self.max_header_bytes:
                 self._head_too_large()
+            elif self._in_head and self._head_bytes:  # a head begun, not complete: its clock runs
+                self._arm_head_timer()
 
         def send_400_response(self, msg: str) -> None:
             if self._head_over:  # raised by on_headers_complete below: answer why, as JSON
@@ -168,8 +170,9 @@ def _limited_httptools_protocol() -> type[Any] | None:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_head = True
-            self._head_bytes = 0
-            self._arm_head_timer()  # the first byte of a request: its head's clock starts
+            # the first byte of a request: its head's clock starts, armed after this chunk only if
+            # the head is still incomplete then (data_received; most heads come in one chunk)
+            self._head_bytes = 1
 
         def on_headers_complete(self) -> None:
             self._in_head = False

@@ -19,6 +19,7 @@ else returns ``None`` and goes through Starlette as before, errors included.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import time
@@ -71,9 +72,8 @@ class DirectFiles:
         svc = self._svc
         if not (svc.audit.durable_on_put and svc.catalog.access_generation_is_local()):
             return None
-        raw_path, _, query = url.partition(b"?")
-        token = raw_path[len(self._prefix) :]
-        if not token or b"/" in token or b"%" in token or b"#" in query:
+        parts = _url_parts(url, len(self._prefix))
+        if parts is None:
             return None
         range_header = user_agent = None
         for name, value in headers:
@@ -83,14 +83,7 @@ class DirectFiles:
                 user_agent = value.decode("latin-1")
             elif name in _PASS or name in _FORWARDED:
                 return None
-        params = _query(query.decode("latin-1"))
-        key = (
-            token.decode("latin-1"),
-            params.get("exp") or "",
-            params.get("X-Amz-Signature") or "",
-            params.get("rcp") or "",
-            address or "",
-        )
+        key = (*parts, address or "")
         info = AuditInfo("downloadFile", num_files=1)
         path = grant_cache(svc).lookup(svc, key, info)
         if path is None or accel_redirect_path(path) is not None:
@@ -100,6 +93,23 @@ class DirectFiles:
             # durable once put (the journal): the row exists before the client holds the answer
             svc.audit.put(event_of(info, found.status, started, user_agent, address))
         return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _url_parts(url: bytes, prefix: int) -> tuple[str, str, str, str] | None:
+    """(token, exp, signature, rcp) of a signed URL, as :func:`~helpers.server.grantcache.url_key`
+    reads them; remembered: a client asks for the same URL about 11 times."""
+    raw_path, _, query = url.partition(b"?")
+    token = raw_path[prefix:]
+    if not token or b"/" in token or b"%" in token or b"#" in query:
+        return None
+    params = _query(query.decode("latin-1"))
+    return (
+        token.decode("latin-1"),
+        params.get("exp") or "",
+        params.get("X-Amz-Signature") or "",
+        params.get("rcp") or "",
+    )
 
 
 def _query(query: str) -> dict[str, str]:
