@@ -202,18 +202,22 @@ def share_crm_tables(cat: Catalog) -> None:
 
 
 def count_generation_reads(monkeypatch: Any) -> list[int]:
-    """Count the access generation's reads from the database (helpers.catalog.access): a list that grows
-    by one per read."""
+    """Count the access generation's reads from the database (statements, not the answers of
+    :func:`~helpers.catalog.generation.current_generation` without one): a list that grows by one per
+    read."""
     import helpers.catalog.access as access
+    import helpers.catalog.generation as generation
 
     reads: list[int] = []
-    original = access.read_generation
+    original = generation.read_generation
 
     def counted(conn: Any) -> Any:
         reads.append(1)
         return original(conn)
 
+    # inside a transaction access reads it; outside one generation.current_generation does
     monkeypatch.setattr(access, "read_generation", counted)
+    monkeypatch.setattr(generation, "read_generation", counted)
     return reads
 
 

@@ -334,6 +334,11 @@ def test_a_read_transaction_reads_the_generation_once(
         cat.db.read(body)
         assert reads == [1]  # one snapshot, one generation: every remembered read answered by it
         cat.recipient_shares(who)
-        assert reads == [1, 1]  # outside a transaction: read each time
+        if (
+            cat.db.backend == "sqlite"
+        ):  # the WAL-index header first: a statement only after a commit
+            assert reads in ([1], [1, 1])  # (tests/test_walindex.py)
+        else:
+            assert reads == [1, 1]  # outside a transaction: read each time
     finally:
         cat.close()

@@ -571,6 +571,18 @@ def test_audit_frame(cat: Catalog) -> None:
         cat.record_audit([{"action": "x"}])  # type: ignore[list-item]
 
 
+def test_a_large_batch_of_audit_events_is_written_whole_and_in_order(cat: Catalog) -> None:
+    """More rows than one INSERT statement carries (the writer's group commits after a burst)."""
+    events = [AuditEvent("downloadFile", recipient="r", version=i) for i in range(1201)]
+    assert cat.record_audit(events) == 1201
+    assert [e.version for e in cat.audit_events()] == list(range(1201))
+    with pytest.raises(
+        InvalidArgumentError
+    ):  # a bad event anywhere: nothing of the batch is written
+        cat.record_audit([*events[:600], "not an event"])  # type: ignore[list-item]
+    assert len(cat.audit_events()) == 1201
+
+
 # ---------------------------------------------------------------- names
 
 

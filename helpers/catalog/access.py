@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from helpers.catalog import clock
 from helpers.catalog.db import Database
-from helpers.catalog.generation import GenerationCache, read_generation
+from helpers.catalog.generation import GenerationCache, current_generation, read_generation
 from helpers.catalog.models import Recipient, SharedTable
 from helpers.catalog.names import name_key
 from helpers.catalog.rows import find_row
@@ -101,7 +101,12 @@ class AccessMixin:
         # transaction's snapshot begins after that, so what it reads is at least that new
         generation = watched_generation(self.db)
         if generation is None:
-            generation = self.db.read_one(read_generation)
+            # in a read transaction, of its snapshot; outside one, now (on SQLite often no statement)
+            generation = (
+                self.db.read_one(read_generation)
+                if memo is not None
+                else current_generation(self.db)
+            )
         if memo is not None:
             memo["access_generation"] = generation
         return generation

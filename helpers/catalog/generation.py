@@ -20,12 +20,14 @@ import threading
 import weakref
 from typing import Any
 
+from helpers.catalog.backends.walindex import WalIndexProbe
 from helpers.catalog.db import Database
 
 __all__ = [
     "COMPONENT",
     "WATCHED_TABLES",
     "GenerationCache",
+    "current_generation",
     "ensure_generation",
     "read_generation",
 ]
@@ -153,6 +155,37 @@ def read_generation(conn: Any) -> int | None:
     except sqlite3.OperationalError:  # SQLite: no such table in this snapshot yet
         return None
     return None if row is None else int(row[0])
+
+
+class _Probed:
+    """A SQLite file's WAL-index probe and the last generation read with the header seen before it."""
+
+    def __init__(self, db: Database) -> None:
+        self.probe = WalIndexProbe(db.path)
+        self.last: tuple[bytes, int] | None = None
+
+
+_PROBED: weakref.WeakKeyDictionary[Database, _Probed] = weakref.WeakKeyDictionary()
+
+
+def current_generation(db: Database) -> int | None:
+    """The counter now, read outside any transaction. On SQLite the last value read is answered again,
+    with no statement, while the file's WAL-index header shows no commit since that read began
+    (:mod:`~helpers.catalog.backends.walindex`); a request's audit rows are commits too, so under load
+    one read serves the requests between two of the audit writer's group commits."""
+    if db.backend != "sqlite" or db.transaction_kind() is not None:
+        return db.read_one(read_generation)
+    probed = _PROBED.get(db)
+    if probed is None:
+        probed = _PROBED.setdefault(db, _Probed(db))
+    seen = probed.probe.header()
+    last = probed.last
+    if seen is not None and last is not None and last[0] == seen:
+        return last[1]
+    generation = db.read_one(read_generation)
+    if seen is not None and generation is not None:
+        probed.last = (seen, generation)  # one tuple: threads replace it whole
+    return generation
 
 
 class GenerationCache:

@@ -61,13 +61,15 @@ class DirectFiles:
     def __init__(self, svc: SharingService, files_prefix: str) -> None:
         self._svc = svc
         self._prefix = files_prefix.encode("ascii")
+        # the X-Accel hand-off is the server's setting (its environment at start): Starlette answers then
+        self._accel = accel_redirect_path("/") is not None
 
     def answer(
         self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], address: str | None
     ) -> DirectAnswer | None:
         """The answer to a request head (lower-case header names), or None to let Starlette answer."""
         started = time.perf_counter()
-        if method not in (b"GET", b"HEAD") or not url.startswith(self._prefix):
+        if self._accel or method not in (b"GET", b"HEAD") or not url.startswith(self._prefix):
             return None
         svc = self._svc
         if not (svc.audit.durable_on_put and svc.catalog.access_generation_is_local()):
@@ -86,7 +88,7 @@ class DirectFiles:
         key = (*parts, address or "")
         info = AuditInfo("downloadFile", num_files=1)
         path = grant_cache(svc).lookup(svc, key, info)
-        if path is None or accel_redirect_path(path) is not None:
+        if path is None:
             return None
         found = _file_answer(path, method == b"HEAD", range_header)
         if found is not None:

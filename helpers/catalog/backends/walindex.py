@@ -1,0 +1,106 @@
+"""Whether a SQLite file has had a commit since a moment, told by its WAL-index header: a memory compare.
+
+In WAL mode every commit rewrites the header at the start of the ``-shm`` file, which every connection
+maps (``iChange`` counts transactions, ``mxFrame`` is the last frame; https://sqlite.org/walformat.html).
+Two equal copies of those 48 bytes taken at two moments mean no commit in between, so a value read by a
+statement after the first copy still holds at the second. Reading it costs no statement and no system
+call, which matters on a server's event loop: a statement releases the GIL, and the audit writer's thread
+takes it meanwhile.
+
+The mapping is safe as long as this process holds a connection to the file: SQLite empties the ``-shm``
+file only when it opens the database with no other connection open (its "DMS" lock), so the probe keeps
+one of its own, opened before the file is mapped and never used for anything else. A file replaced
+underneath (another inode at the path) is noticed within :data:`RECHECK_SECONDS` and mapped anew.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RECHECK_SECONDS", "WalIndexProbe"]
+
+RECHECK_SECONDS = 1.0
+"""How often the probe checks that the path is still the file it mapped."""
+
+_HEADER_BYTES = 48  # the first copy of the WAL-index header
+_IS_INIT = 12  # its isInit byte: 0 until the header is valid
+_KEPT: list[Any] = []
+"""Connections and mappings given up: kept referenced, never closed (in a forked child closing would drop
+the parent's locks; after a replaced file another thread may still be reading the old mapping)."""
+
+
+class WalIndexProbe:
+    """The WAL-index header of the SQLite file ``path``, for one process (it reopens after a fork)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = Path(path)
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._conn: sqlite3.Connection | None = None
+        self._map: mmap.mmap | None = None
+        self._inode: tuple[int, int] | None = None
+        self._recheck = 0.0
+
+    def header(self) -> bytes | None:
+        """The header now, or None when it cannot be read (not in WAL mode, no ``-shm`` file yet,
+        a header not yet valid): then only a statement tells."""
+        if self._pid != os.getpid() or time.monotonic() >= self._recheck and self._replaced():
+            self._open()
+        found = self._map
+        if found is None:
+            return None
+        head = found[:_HEADER_BYTES]
+        return head if head[_IS_INIT] else None
+
+    def _replaced(self) -> bool:
+        self._recheck = time.monotonic() + RECHECK_SECONDS
+        if _inode(self._path) == self._inode:
+            return False
+        self._pid = -1
+        return True
+
+    def _open(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            if self._conn is not None:
+                _KEPT.append((self._conn, self._map))
+            self._conn, self._map = None, None
+            self._inode = _inode(self._path)
+            self._recheck = time.monotonic() + RECHECK_SECONDS
+            try:
+                self._conn, self._map = _connect_and_map(self._path)
+            except (OSError, ValueError, sqlite3.Error):  # no probe: every check is a statement
+                pass
+            self._pid = os.getpid()
+
+
+def _connect_and_map(path: Path) -> tuple[sqlite3.Connection | None, mmap.mmap | None]:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    if mode != "wal":
+        conn.close()
+        return None, None
+    conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()  # opens the WAL index: its lock
+    fd = os.open(path.with_name(path.name + "-shm"), os.O_RDONLY)
+    try:
+        if os.fstat(fd).st_size < mmap.PAGESIZE:
+            conn.close()
+            return None, None
+        return conn, mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ)
+    finally:
+        os.close(fd)
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
