@@ -122,3 +122,57 @@ def test_refused_known_tokens_are_audited_under_their_recipient(tmp_path: Path) 
         assert by_agent["revoked"].recipient == "bob"
         assert by_agent["unknown"].recipient is None
         assert {by_agent[a].status_code for a in ("rotated", "revoked", "unknown")} == {401}
+
+
+def test_a_journal_of_either_line_format_is_replayed(tmp_path: Path) -> None:
+    """A journal left by a killed server is replayed whether its rows are lists of fields (this version)
+    or dicts of them (earlier versions); a line cut by the crash, or one it cannot read, is skipped; the
+    journal is removed."""
+    import json
+
+    from helpers.server.audit import AuditWriter
+
+    journal_dir = tmp_path / "server"
+    journal_dir.mkdir()
+    Catalog(tmp_path / "catalog.db").close()
+    row = {
+        "action": "downloadFile",
+        "event_time": 1_790_000_000.25,
+        "recipient": "r",
+        "share": "s",
+        "schema": "sch",
+        "table": "t",
+        "version": 3,
+        "start_version": None,
+        "end_version": None,
+        "num_files": 1,
+        "has_predicate_hints": False,
+        "has_limit_hint": False,
+        "status_code": 200,
+        "user_agent": "old-format",
+        "client_address": "127.0.0.1",
+        "duration_ms": 0.5,
+        "response_format": None,
+    }
+    listed = [*row.values()]
+    listed[list(row).index("user_agent")] = "new-format"
+    lines = [
+        json.dumps({"q": 1, "k": "event", "d": row}),
+        json.dumps({"q": 2, "k": "event", "d": listed}),
+        json.dumps({"q": 3, "k": "event", "d": listed[:5]}),  # not a row this version reads
+        '{"q": 4, "k": "event", "d": ["downl',  # cut by the crash
+    ]
+    dead = journal_dir / "audit-1-deadbeef.journal"
+    dead.write_text("\n".join(lines))
+    cat = Catalog(tmp_path / "catalog.db")
+    writer = AuditWriter(cat, journal_dir=journal_dir)
+    writer.start()
+    writer.stop()
+    try:
+        rows = {e.user_agent: e for e in cat.audit_events()}
+    finally:
+        cat.close()
+    assert set(rows) == {"old-format", "new-format"}
+    assert rows["new-format"].table == "t" and rows["new-format"].version == 3
+    assert rows["old-format"].event_time == rows["new-format"].event_time
+    assert not dead.exists()
