@@ -83,11 +83,13 @@ class WalIndexProbe:
 
 def _connect_and_map(path: Path) -> tuple[sqlite3.Connection | None, mmap.mmap | None]:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    # fetchall: each statement run to its end, so no read transaction stays open (it would hold back
+    # every checkpoint)
+    mode = str(conn.execute("PRAGMA journal_mode").fetchall()[0][0]).lower()
     if mode != "wal":
         conn.close()
         return None, None
-    conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()  # opens the WAL index: its lock
+    conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # opens the WAL index: its lock
     fd = os.open(path.with_name(path.name + "-shm"), os.O_RDONLY)
     try:
         if os.fstat(fd).st_size < mmap.PAGESIZE:
