@@ -92,3 +92,60 @@ def test_a_file_replaced_underneath_is_mapped_anew(
     open_catalog(tmp_path / "a").access_generation()  # a connection to the new file: its WAL index
     assert probe.header() != old, "the probe follows the path to the new file"
     a.close()
+
+
+_PROBING = """
+import sys
+from helpers.catalog import open_catalog
+cat = open_catalog(sys.argv[1])
+first = cat.access_generation()  # the probe maps the -shm file
+print("ready", flush=True)
+sys.stdin.readline()  # the other process changes access meanwhile
+print(cat.access_generation() - first, flush=True)
+"""
+
+
+def _locked_bytes(pid: int, inode: int) -> set[int]:
+    """The bytes of file ``inode`` on which process ``pid`` holds a POSIX lock (``/proc/locks``)."""
+    found: set[int] = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "POSIX" not in fields:
+            continue
+        at = fields.index("POSIX")
+        if int(fields[at + 3]) != pid or int(fields[at + 4].rsplit(":", 1)[1]) != inode:
+            continue
+        end = fields[at + 6]
+        found.update(
+            range(int(fields[at + 5]), int(end) + 1 if end != "EOF" else int(fields[at + 5]) + 1)
+        )
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux's /proc/locks")
+def test_a_probing_process_keeps_sqlites_locks(tmp_path: Path) -> None:
+    """Mapping the -shm file must not drop the process's POSIX locks on it (closing any descriptor of
+    the file would): SQLite's DMS lock (byte 128) is what keeps another process from emptying the file
+    under the map (SIGBUS) and its read marks keep checkpoints off pages still being read."""
+    home = tmp_path / "home"
+    open_catalog(home).close()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PROBING, str(home)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().strip() == "ready"
+        shm = (home / "catalog.db").with_name("catalog.db-shm")
+        assert 128 in _locked_bytes(proc.pid, shm.stat().st_ino), "the DMS lock is held"
+        other = open_catalog(home)  # another process's change is seen at once
+        other.create_recipient("x")
+        other.close()
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert int(proc.stdout.readline()) >= 1
+    finally:
+        proc.kill()
+        proc.wait()

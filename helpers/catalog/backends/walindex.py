@@ -9,7 +9,9 @@ takes it meanwhile.
 
 The mapping is safe as long as this process holds a connection to the file: SQLite empties the ``-shm``
 file only when it opens the database with no other connection open (its "DMS" lock), so the probe keeps
-one of its own, opened before the file is mapped and never used for anything else. A file replaced
+one of its own, opened before the file is mapped and never used for anything else. The map and its
+descriptors are never closed: closing a descriptor drops the process's POSIX locks on the file, SQLite's
+included. A file replaced
 underneath (another inode at the path) is noticed within :data:`RECHECK_SECONDS` and mapped anew.
 """
 
@@ -30,9 +32,12 @@ RECHECK_SECONDS = 1.0
 
 _HEADER_BYTES = 48  # the first copy of the WAL-index header
 _IS_INIT = 12  # its isInit byte: 0 until the header is valid
+_MAPS: dict[tuple[int, int], mmap.mmap] = {}
+_FDS: list[int] = []
+_MAPS_LOCK = threading.Lock()
 _KEPT: list[Any] = []
-"""Connections and mappings given up: kept referenced, never closed (in a forked child closing would drop
-the parent's locks; after a replaced file another thread may still be reading the old mapping)."""
+"""Connections given up: kept referenced, never closed (in a forked child closing would drop the parent's
+locks)."""
 
 
 class WalIndexProbe:
@@ -90,14 +95,35 @@ def _connect_and_map(path: Path) -> tuple[sqlite3.Connection | None, mmap.mmap |
         conn.close()
         return None, None
     conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # opens the WAL index: its lock
-    fd = os.open(path.with_name(path.name + "-shm"), os.O_RDONLY)
-    try:
-        if os.fstat(fd).st_size < mmap.PAGESIZE:
-            conn.close()
-            return None, None
-        return conn, mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ)
-    finally:
-        os.close(fd)
+    found = _shared_map(path.with_name(path.name + "-shm"))
+    if found is None:
+        conn.close()
+    return (conn, found) if found is not None else (None, None)
+
+
+def _shared_map(shm: Path) -> mmap.mmap | None:
+    """This process's one read-only map of the ``-shm`` file ``shm``, made once and never closed.
+
+    Closing any descriptor of a file drops *every* POSIX lock the process holds on it, SQLite's own
+    included (its DMS lock, which keeps others from emptying the file under our map, and its read
+    marks): so the descriptor opened here and the one ``mmap`` duplicates stay open for the life of
+    the process, one pair per ``-shm`` file, shared by every probe.
+    """
+    with _MAPS_LOCK:
+        known = _MAPS.get(_inode(shm) or (-1, -1))
+        if known is not None:
+            return known
+        try:
+            fd = os.open(shm, os.O_RDONLY)
+        except OSError:
+            return None
+        _FDS.append(fd)  # never closed (see above)
+        st = os.fstat(fd)
+        if st.st_size < mmap.PAGESIZE:
+            return None
+        found = mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ)
+        _MAPS[(st.st_dev, st.st_ino)] = found
+        return found
 
 
 def _inode(path: Path) -> tuple[int, int] | None:
