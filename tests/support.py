@@ -39,6 +39,7 @@ __all__ = [
     "SEED_000_SQL",
     "RunningServer",
     "free_port",
+    "free_port_run",
     "sharelab",
     "start_server",
     "stop_server",
@@ -199,6 +200,31 @@ def share_crm_tables(cat: Catalog) -> None:
     cat.create_recipient("analyst")
     cat.grant("crm_share", "analyst")
     cat.grant("orders_share", "analyst")
+
+
+def free_port_run(count: int, low: int = 20000, high: int = 32000) -> int:
+    """The first of ``count`` consecutive loopback ports nothing listens on, below the kernel's ephemeral
+    range (32768+): a server that takes ``port + 1``... later (the hub's API and proxy) cannot find one
+    taken meanwhile by an outgoing connection's source port (a poll of it may even connect to itself)."""
+    import random
+    import socket
+
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(200):
+        base = rng.randrange(low, high - count)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {count} free consecutive ports in {low}-{high}")
 
 
 def count_generation_reads(monkeypatch: Any) -> list[int]:

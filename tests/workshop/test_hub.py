@@ -41,7 +41,7 @@ from helpers.labs import setup
 from helpers.server.lifecycle import start as start_provider
 from helpers.server.lifecycle import stop as stop_provider
 from helpers.workshop import hub
-from tests.support import free_port
+from tests.support import free_port, free_port_run
 from tests.workshop import hubbrowser, lessons, minilab
 from tests.workshop.hubclient import Hub
 
@@ -98,7 +98,7 @@ def classroom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabHom
     joins: list = []
     try:
         joins = hub.provision(home, names)
-        port = free_port()
+        port = free_port_run(3)  # the hub's API and proxy take port + 1 and + 2
         state = hub.start(home, host="127.0.0.1", port=port)
         h = Hub(state["url"], hub.api_token(home), str(home.path / "tls" / "ca.pem"))
         yield home, h, joins
