@@ -102,11 +102,7 @@ class AccessMixin:
         generation = watched_generation(self.db)
         if generation is None:
             # in a read transaction, of its snapshot; outside one, now (on SQLite often no statement)
-            generation = (
-                self.db.read_one(read_generation)
-                if memo is not None
-                else current_generation(self.db)
-            )
+            generation = current_generation(self.db)
         if memo is not None:
             memo["access_generation"] = generation
         return generation

@@ -23,12 +23,12 @@ _COLUMNS = (
     "client_address, duration_ms, response_format"
 )
 _CHUNK = 500
-"""Rows per INSERT statement: 17 parameters each, far below SQLite's 32,766 and PostgreSQL's 65,535."""
+"""Rows per INSERT statement: one parameter per column (17), far below SQLite's 32,766 and PostgreSQL's 65,535."""
 
 
 @functools.lru_cache(maxsize=16)
 def _insert_sql(n: int) -> str:
-    row = "(" + ", ".join(["?"] * 17) + ")"
+    row = "(" + ", ".join(["?"] * _COLUMNS.count(",") + ["?"]) + ")"
     return f"INSERT INTO audit ({_COLUMNS}) VALUES " + ", ".join([row] * n)
 
 

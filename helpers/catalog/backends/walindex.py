@@ -11,8 +11,8 @@ The mapping is safe as long as this process holds a connection to the file: SQLi
 file only when it opens the database with no other connection open (its "DMS" lock), so the probe keeps
 one of its own, opened before the file is mapped and never used for anything else. The map and its
 descriptors are never closed: closing a descriptor drops the process's POSIX locks on the file, SQLite's
-included. A file replaced
-underneath (another inode at the path) is noticed within :data:`RECHECK_SECONDS` and mapped anew.
+included. A file replaced underneath (another inode at the path) is noticed within
+:data:`RECHECK_SECONDS` and mapped anew.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class WalIndexProbe:
             if self._pid == os.getpid():
                 return
             if self._conn is not None:
-                _KEPT.append((self._conn, self._map))
+                _KEPT.append(self._conn)  # the map is shared and kept in _MAPS
             self._conn, self._map = None, None
             self._inode = _inode(self._path)
             self._recheck = time.monotonic() + RECHECK_SECONDS
