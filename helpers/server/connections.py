@@ -98,8 +98,27 @@ class _ConnectionLimits(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
         self._disarm_head_timer()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """uvicorn's stop of this connection; over TLS, then an abort once everything is sent."""
+        super().shutdown()  # type: ignore[misc]  # the protocol class it is mixed into has it
+        if self.transport.get_extra_info("sslcontext") is not None:
+            self._abort_when_sent()
+
+    def _abort_when_sent(self) -> None:
+        """A TLS close waits for the peer's ``close_notify`` (asyncio: up to 30 s), which an idle
+        keep-alive client that does not read never sends: the server's stop would wait for it, and
+        ``sharelab stop`` end in SIGKILL. Once the connection is closing and its bytes are out,
+        not waiting loses nothing."""
+        if getattr(self, "_lost", False):
+            return
+        if self.transport.is_closing() and self.transport.get_write_buffer_size() == 0:
+            self.transport.abort()
+            return
+        self.loop.call_later(0.2, self._abort_when_sent)
 
 
 class _LimitedH11Protocol(_ConnectionLimits, H11Protocol):

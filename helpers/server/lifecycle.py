@@ -39,6 +39,8 @@ __all__ = ["PORT_ENV", "ensure_server", "serve", "server_port", "start", "status
 log = logging.getLogger("sharelab.server")
 
 PORT_ENV = "SHARELAB_PORT"
+STOP_GRACE_SECONDS = 8
+"""How long a stopping server waits for its requests in flight before it cancels them."""
 _REPO = (
     Path(__file__).resolve().parents[2]
 )  # the spawned ``python -m helpers`` runs from the repository
@@ -227,6 +229,9 @@ def _run(
         loop="asyncio",
         lifespan="on",
         timeout_keep_alive=30,
+        # requests still running then are cancelled: the process ends by itself (its audit journal
+        # closed) before ``sharelab stop`` would SIGKILL it at 15 s
+        timeout_graceful_shutdown=STOP_GRACE_SECONDS,
         access_log=False,
         log_level="info",
         backlog=2048,

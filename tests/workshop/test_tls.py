@@ -223,3 +223,33 @@ def test_sharelab_profile_keeps_the_lab_ca_beside_the_profile(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "100"
+
+
+def test_stop_is_not_held_by_an_idle_tls_client(tmp_path: Path) -> None:
+    """A keep-alive TLS client that never reads again (a kernel's pooled connection) cannot answer the
+    server's close_notify: the server still stops by itself, its audit journal closed, not SIGKILLed."""
+    import socket
+    import time
+
+    home = tmp_path / "home"
+    home.mkdir()
+    minilab.build(home)
+    port = free_port()
+    done = sharelab(home, "start", "--tls", "--port", str(port))
+    assert done.returncode == 0, done.stderr
+    context = ssl.create_default_context(cafile=str(home / "tls" / "ca.pem"))
+    raw = socket.create_connection((HOST_IP, port), timeout=10)
+    idle = context.wrap_socket(raw, server_hostname=HOST_IP)
+    try:
+        idle.sendall(f"GET /health HTTP/1.1\r\nHost: {HOST_IP}:{port}\r\n\r\n".encode())
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200")
+        pid = json.loads((home / "server" / "server.json").read_text())["pid"]
+        t0 = time.monotonic()
+        stopped = sharelab(home, "stop")
+        took = time.monotonic() - t0
+        assert stopped.returncode == 0, stopped.stderr
+    finally:
+        idle.close()
+    log = (home / "server" / "server.log").read_text()
+    assert f"Finished server process [{pid}]" in log, (took, log[-2000:])
+    assert not list((home / "server").glob("audit-*.journal")), "the journal of a killed server"
