@@ -11,7 +11,8 @@ from a file holding sharelab's own ``/query`` response with every URL rewritten 
 official client makes the same requests in both runs; only who serves the files differs.
 
 1. per-request cost of a HEAD and of a 64 KiB Range GET on a signed URL (one keep-alive connection,
-   http.client): median latency and server CPU per request, sharelab vs nginx;
+   http.client): median latency and server CPU per request, sharelab vs nginx, and vs the least a Python
+   server costs here (``floor_server.py``: asyncio + httptools, a fixed answer from memory, no checks);
 2. the official client's ``load_as_pandas`` of tables of 1, 8 and 64 files: sharelab vs the static
    server (ratio; target <= 1.05x), requests per file, server CPU per load, bytes the server read
    (``rchar``) vs the table's size;
@@ -116,19 +117,33 @@ def nginx_conf(
     versions: dict[str, str],
     proxy_listen: int,
     link_conf: Path,
+    floor: tuple[int, Path],
 ) -> Path:
     """Port ``listen``: the static side (files and /query answers from disk, the rest proxied); port
-    ``proxy_listen``: sharelab behind nginx as docker/nginx/ has it (X-Accel and secure_link locations)."""
+    ``proxy_listen``: sharelab behind nginx as docker/nginx/ has it (X-Accel and secure_link locations);
+    ``floor``: (port, answers) of the same static side whose /query answers name the bare Python server."""
     user = "user root;" if os.geteuid() == 0 else ""
-    queries = "\n".join(
-        f"""        location = /delta-sharing/shares/s/schemas/sch/tables/{name}/query {{
+
+    def answered(responses: Path) -> str:
+        return "\n".join(
+            f"""        location = /delta-sharing/shares/s/schemas/sch/tables/{name}/query {{
             root {responses};
             default_type application/x-ndjson;
             add_header Delta-Table-Version {version} always;
             error_page 405 =200 $uri;  # the static module refuses POST: serve the file anyway
         }}"""
-        for name, version in versions.items()
-    )
+            for name, version in versions.items()
+            if (responses / f"delta-sharing/shares/s/schemas/sch/tables/{name}/query").exists()
+        )
+
+    proxied = """        location / {
+            proxy_pass http://sharelab;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_buffering off;
+        }"""
+    queries = answered(responses)
     text = f"""
 worker_processes 1;
 pid {prefix}/nginx.pid;
@@ -152,13 +167,12 @@ http {{
         listen 127.0.0.1:{listen};
         location /static/ {{ alias {root}/; }}
 {queries}
-        location / {{
-            proxy_pass http://sharelab;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_buffering off;
-        }}
+{proxied}
+    }}
+    server {{
+        listen 127.0.0.1:{floor[0]};
+{answered(floor[1])}
+{proxied}
     }}
     server {{
         listen 127.0.0.1:{proxy_listen};
@@ -218,15 +232,33 @@ def static_response(lines: list[str], table: Path, data_root: Path, static_base:
 
 # ----------------------------------------------------------------------------------------- measures
 def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its children: the scheduler's nanoseconds on a CPU of every thread
+    (``/proc/<pid>/task/*/schedstat``); ``cpu_times`` counts 10 ms ticks, too coarse for a request."""
     proc = psutil.Process(pid)
     total = 0.0
     for p in (proc, *proc.children(recursive=True)):
         try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
+            total += _schedstat(p.pid)
+        except OSError:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
     return total
+
+
+def _schedstat(pid: int) -> float:
+    tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    if not tasks:
+        raise OSError(f"no tasks of {pid}")
+    total = 0
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            pass  # a thread that ended meanwhile
+    return total / 1e9
 
 
 def tree_rchar(pid: int) -> int:
@@ -271,6 +303,36 @@ def per_request(
     cpu = tree_cpu(pid) - cpu0
     conn.close()
     return statistics.median(times) * 1e3, cpu / n * 1e3
+
+
+def interleaved_per_request(
+    sides: dict[str, tuple[str, int]], method: str, headers: dict[str, str], n: int, rounds: int
+) -> dict[str, tuple[float, float]]:
+    """Per side, (median latency ms, median server CPU ms per request) over ``rounds`` rounds of
+    :func:`per_request`, the order rotated every round: drift and other load hit every side alike."""
+    got: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
+    order = list(sides)
+    for r in range(rounds):
+        for side in order[r % len(order) :] + order[: r % len(order)]:
+            url, pid = sides[side]
+            got[side].append(per_request(url, method, headers, n, pid))
+    return {
+        side: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+        for side, v in got.items()
+    }
+
+
+def start_floor(root: Path) -> tuple[subprocess.Popen[str], str]:
+    """benchmarks/floor_server.py serving the files under ``root`` on a free port: (its process, the
+    URL its paths start with)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("floor_server.py")), str(port), str(root)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc, f"http://127.0.0.1:{port}/static/"
 
 
 def head_rchar(url: str, pid: int, n: int) -> float:
@@ -360,7 +422,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, few repetitions")
     a = ap.parse_args()
-    reps, n_req, big_mb = (2, 100, 32) if a.quick else (5, 500, 128)
+    reps, n_req, big_mb = (2, 200, 32) if a.quick else (5, 1000, 128)
     if NGINX is None:
         print("nginx not found: install Debian's nginx-light (./run-demo.sh test does it as root)")
         return 1
@@ -373,6 +435,7 @@ def main() -> int:
     )
     servers: list[RunningServer] = []
     nginxes: list[subprocess.Popen[bytes]] = []
+    floors: list[subprocess.Popen[str]] = []
     try:
         home = root / "home"
         tables = make_tables(root, home, big_mb)
@@ -393,28 +456,43 @@ def main() -> int:
         responses = root / "responses"
         prefix.mkdir()
         link_conf = write_conf((home / "server" / "secret.key").read_bytes(), prefix / "link.conf")
+        # the bare Python server holds the files of t1, t8 and t64 (under data/linked)
+        floor, floor_base = start_floor(root / "data" / "linked")
+        floors.append(floor)
+        fl_port, fl_responses = free_port(), root / "responses-floor"
         versions: dict[str, str] = {}
         for name, path in tables.items():
             lines = query_lines(sl.endpoint, token, name, versions)
-            target = responses / "delta-sharing/shares/s/schemas/sch/tables" / name / "query"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(
-                static_response(lines, path, root / "data", f"http://127.0.0.1:{ng_port}/static/")
-            )
+            answering = [(responses, root / "data", f"http://127.0.0.1:{ng_port}/static/")]
+            if name != "big":
+                answering.append((fl_responses, root / "data" / "linked", floor_base))
+            for answers, data_root, base in answering:
+                target = answers / "delta-sharing/shares/s/schemas/sch/tables" / name / "query"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(static_response(lines, path, data_root, base))
         ng = start_nginx(
             prefix,
             nginx_conf(
-                prefix, ng_port, sl.port, root / "data", responses, versions, px_port, link_conf
+                prefix,
+                ng_port,
+                sl.port,
+                root / "data",
+                responses,
+                versions,
+                px_port,
+                link_conf,
+                (fl_port, fl_responses),
             ),
             f"http://127.0.0.1:{ng_port}",
         )
         nginxes.append(ng)
         sl_profile, ng_profile = root / "sl.share", root / "ng.share"
-        asgi_profile = root / "asgi.share"
+        asgi_profile, fl_profile = root / "asgi.share", root / "floor.share"
         for path, endpoint, bearer in (
             (sl_profile, sl.endpoint, token),
             (ng_profile, f"http://127.0.0.1:{ng_port}/delta-sharing/", token),
             (asgi_profile, asgi.endpoint, asgi_token),
+            (fl_profile, f"http://127.0.0.1:{fl_port}/delta-sharing/", token),
         ):
             path.write_text(
                 json.dumps(
@@ -431,30 +509,44 @@ def main() -> int:
         )["file"]["url"]
         pid_sl, pid_ng = sl.process.pid, ng.pid
         asgi_t1 = json.loads(query_lines(asgi.endpoint, asgi_token, "t1")[-1])["file"]["url"]
+        floor_t1 = json.loads(
+            (fl_responses / "delta-sharing/shares/s/schemas/sch/tables/t1/query")
+            .read_text()
+            .splitlines()[-1]
+        )["file"]["url"]
         print(
-            "\n1. per-request cost on one keep-alive connection (median latency ms / server CPU ms per request;"
-            " ASGI only: SHARELAB_DIRECT_DOWNLOADS=0)"
+            "\n1. per-request cost on one keep-alive connection (median latency ms / server CPU ms per request"
+            f" of {n_req}-request rounds, the sides interleaved; ASGI only: SHARELAB_DIRECT_DOWNLOADS=0; bare"
+            " Python: benchmarks/floor_server.py, asyncio + httptools answering from memory with no checks)"
         )
-        print(f"{'request':<22} {'sharelab':>18} {'ASGI only':>18} {'nginx':>18} {'ratio':>7}")
+        print(
+            f"{'request':<18} {'sharelab':>16} {'ASGI only':>16} {'nginx':>16} {'bare Python':>16} "
+            f"{'CPU vs nginx':>12} {'vs bare':>8}"
+        )
+        sides = {
+            "sl": (t1["url"], pid_sl),
+            "as": (asgi_t1, asgi.process.pid),
+            "ng": (static_t1, pid_ng),
+            "fl": (floor_t1, floor.pid),
+        }
         for label, method, hdr in (
             ("HEAD", "HEAD", {}),
             ("64 KiB Range GET", "GET", {"Range": "bytes=0-65535"}),
         ):
-            sl_lat, sl_cpu = per_request(t1["url"], method, hdr, n_req, pid_sl)
-            as_lat, as_cpu = per_request(asgi_t1, method, hdr, n_req, asgi.process.pid)
-            ng_lat, ng_cpu = per_request(static_t1, method, hdr, n_req, pid_ng)
-            print(
-                f"{label:<22} {sl_lat:>7.2f} / {sl_cpu:>6.2f} ms {as_lat:>7.2f} / {as_cpu:>6.2f} ms "
-                f"{ng_lat:>7.2f} / {ng_cpu:>6.2f} ms {sl_lat / ng_lat:>6.2f}x"
-            )
+            got = interleaved_per_request(sides, method, hdr, n_req, max(3, reps))
+            cells = " ".join(f"{lat:>6.2f} / {cpu:>5.2f} ms" for lat, cpu in got.values())
+            sl_cpu, ng_cpu, fl_cpu = got["sl"][1], got["ng"][1], got["fl"][1]
+            print(f"{label:<18} {cells} {sl_cpu / ng_cpu:>11.2f}x {sl_cpu / fl_cpu:>7.2f}x")
 
         # 2. the official client, sharelab vs static
         print(
             "\n2. official client load_as_pandas, 200,000 rows (median s of interleaved rounds; ratio: median"
-            " of the rounds' ratios); sharelab vs nginx static files"
+            " of the rounds' ratios); sharelab vs nginx static files; bare Python: the same static side"
+            " with the files from benchmarks/floor_server.py"
         )
         print(
-            f"{'files':>5} {'sharelab':>9} {'static':>8} {'ratio':>6} {'ASGI only':>9} {'req/file':>9} "
+            f"{'files':>5} {'sharelab':>9} {'static':>8} {'ratio':>6} {'ASGI only':>9} {'bare Python':>11} "
+            f"{'req/file':>9} "
             f"{'static req/file':>15} {'srv CPU/load':>12} {'read/size':>9} {'files only':>9}"
         )
         files_of = {
@@ -471,16 +563,18 @@ def main() -> int:
                 "sl": lambda n=name: delta_sharing.load_as_pandas(f"{sl_profile}#s.sch.{n}"),
                 "ng": lambda n=name: delta_sharing.load_as_pandas(f"{ng_profile}#s.sch.{n}"),
                 "as": lambda n=name: delta_sharing.load_as_pandas(f"{asgi_profile}#s.sch.{n}"),
+                "fl": lambda n=name: delta_sharing.load_as_pandas(f"{fl_profile}#s.sch.{n}"),
             }
-            load["sl"](), load["ng"](), load["as"]()  # warm-up
+            for warm in load.values():
+                warm()
             # interleaved, the order rotated every round; the server's counters read around its loads
-            times: dict[str, list[float]] = {"sl": [], "ng": [], "as": []}
+            times: dict[str, list[float]] = {"sl": [], "ng": [], "as": [], "fl": []}
             d = c = r = 0.0
             s0 = nginx_requests(prefix, "/static/")
             loads = max(5, 2 * reps)
             for rnd in range(loads):
-                order = ("sl", "ng", "as")
-                for side in order[rnd % 3 :] + order[: rnd % 3]:
+                order = ("sl", "ng", "as", "fl")
+                for side in order[rnd % 4 :] + order[: rnd % 4]:
                     d0, c0, r0 = audit_downloads(home), tree_cpu(pid_sl), tree_rchar(pid_sl)
                     t0 = time.perf_counter()
                     load[side]()
@@ -492,8 +586,9 @@ def main() -> int:
             time.sleep(0.3)
             t_sl, t_ng = statistics.median(times["sl"]), statistics.median(times["ng"])
             paired = statistics.median(a / b for a, b in zip(times["sl"], times["ng"], strict=True))
-            as_paired = statistics.median(
-                a / b for a, b in zip(times["as"], times["ng"], strict=True)
+            as_paired, fl_paired = (
+                statistics.median(a / b for a, b in zip(times[k], times["ng"], strict=True))
+                for k in ("as", "fl")
             )
             reqs, cpu, read = d / loads / n, c / loads, r / loads / size
             ng_reqs = (nginx_requests(prefix, "/static/") - s0) / loads / n
@@ -502,7 +597,8 @@ def main() -> int:
             catalog_read = head_rchar(files_of[name], pid_sl, 40) * reqs * n
             net = max(0.0, read - catalog_read / size)
             print(
-                f"{n:>5} {t_sl:>9.3f} {t_ng:>8.3f} {paired:>5.2f}x {as_paired:>8.2f}x {reqs:>9.1f} "
+                f"{n:>5} {t_sl:>9.3f} {t_ng:>8.3f} {paired:>5.2f}x {as_paired:>8.2f}x "
+                f"{fl_paired:>10.2f}x {reqs:>9.1f} "
                 f"{ng_reqs:>15.1f} "
                 f"{cpu:>11.3f}s {read:>8.2f}x {net:>8.2f}x"
             )
@@ -601,7 +697,7 @@ def main() -> int:
         behind_nginx(delta_sharing, via_profile, ng_profile, prefix, accel.process.pid, reps)
         print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
-        for proc in nginxes:
+        for proc in (*nginxes, *floors):
             proc.terminate()
             proc.wait()
         for s in servers:
