@@ -76,6 +76,7 @@ class _ConnectionLimits(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_timer: asyncio.TimerHandle | None = None
+        self._lost = False
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
             self.transport.write(_BUSY % (len(_BUSY_BODY), _BUSY_BODY))
@@ -113,7 +114,7 @@ class _ConnectionLimits(asyncio.Protocol):
         keep-alive client that does not read never sends: the server's stop would wait for it, and
         ``sharelab stop`` end in SIGKILL. Once the connection is closing and its bytes are out,
         not waiting loses nothing."""
-        if getattr(self, "_lost", False):
+        if self._lost:
             return
         if self.transport.is_closing() and self.transport.get_write_buffer_size() == 0:
             self.transport.abort()
