@@ -12,7 +12,7 @@ official client makes the same requests in both runs; only who serves the files 
 
 1. per-request cost of a HEAD and of a 64 KiB Range GET on a signed URL (one keep-alive connection,
    http.client): median latency and server CPU per request, sharelab vs nginx, and vs the least a Python
-   server costs here (``floor_server.py``: asyncio + httptools, a fixed answer from memory, no checks);
+   server costs here (``floor_server.py``: asyncio + httptools, the same files from memory, no checks);
 2. the official client's ``load_as_pandas`` of tables of 1, 8 and 64 files: sharelab vs the static
    server (ratio; target <= 1.05x), requests per file, server CPU per load, bytes the server read
    (``rchar``) vs the table's size;
@@ -143,7 +143,6 @@ def nginx_conf(
             proxy_set_header Host $http_host;
             proxy_buffering off;
         }"""
-    queries = answered(responses)
     text = f"""
 worker_processes 1;
 pid {prefix}/nginx.pid;
@@ -166,7 +165,7 @@ http {{
     server {{
         listen 127.0.0.1:{listen};
         location /static/ {{ alias {root}/; }}
-{queries}
+{answered(responses)}
 {proxied}
     }}
     server {{
@@ -305,6 +304,12 @@ def per_request(
     return statistics.median(times) * 1e3, cpu / n * 1e3
 
 
+def rotated(order: list[str], r: int) -> list[str]:
+    """``order`` started ``r`` places on: round ``r``'s order of the sides, so each goes first in turn."""
+    k = r % len(order)
+    return order[k:] + order[:k]
+
+
 def interleaved_per_request(
     sides: dict[str, tuple[str, int]], method: str, headers: dict[str, str], n: int, rounds: int
 ) -> dict[str, tuple[float, float]]:
@@ -313,7 +318,7 @@ def interleaved_per_request(
     got: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
     order = list(sides)
     for r in range(rounds):
-        for side in order[r % len(order) :] + order[: r % len(order)]:
+        for side in rotated(order, r):
             url, pid = sides[side]
             got[side].append(per_request(url, method, headers, n, pid))
     return {
@@ -573,8 +578,7 @@ def main() -> int:
             s0 = nginx_requests(prefix, "/static/")
             loads = max(5, 2 * reps)
             for rnd in range(loads):
-                order = ("sl", "ng", "as", "fl")
-                for side in order[rnd % 4 :] + order[: rnd % 4]:
+                for side in rotated(["sl", "ng", "as", "fl"], rnd):
                     d0, c0, r0 = audit_downloads(home), tree_cpu(pid_sl), tree_rchar(pid_sl)
                     t0 = time.perf_counter()
                     load[side]()
@@ -625,8 +629,7 @@ def main() -> int:
         }
         rounds = max(5, 2 * reps)
         for r in range(rounds + 1):
-            order = ("sl", "ng", "as")
-            for side in order[r % 3 :] + order[: r % 3]:
+            for side in rotated(["sl", "ng", "as"], r):
                 url, pid = sides[side]
                 c0 = tree_cpu(pid)
                 rate = curl_rate(url, 0, warm=False)
@@ -697,7 +700,8 @@ def main() -> int:
         behind_nginx(delta_sharing, via_profile, ng_profile, prefix, accel.process.pid, reps)
         print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
-        for proc in (*nginxes, *floors):
+        stopping: list[subprocess.Popen[Any]] = [*nginxes, *floors]
+        for proc in stopping:
             proc.terminate()
             proc.wait()
         for s in servers:
