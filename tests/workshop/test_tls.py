@@ -237,19 +237,22 @@ def test_stop_is_not_held_by_an_idle_tls_client(tmp_path: Path) -> None:
     port = free_port()
     done = sharelab(home, "start", "--tls", "--port", str(port))
     assert done.returncode == 0, done.stderr
+    pid = json.loads((home / "server" / "server.json").read_text())["pid"]
+    stopped = None
     context = ssl.create_default_context(cafile=str(home / "tls" / "ca.pem"))
     raw = socket.create_connection((HOST_IP, port), timeout=10)
     idle = context.wrap_socket(raw, server_hostname=HOST_IP)
     try:
         idle.sendall(f"GET /health HTTP/1.1\r\nHost: {HOST_IP}:{port}\r\n\r\n".encode())
         assert idle.recv(65536).startswith(b"HTTP/1.1 200")
-        pid = json.loads((home / "server" / "server.json").read_text())["pid"]
         t0 = time.monotonic()
         stopped = sharelab(home, "stop")
         took = time.monotonic() - t0
-        assert stopped.returncode == 0, stopped.stderr
     finally:
         idle.close()
+        if stopped is None:  # the test failed before its stop: stop what it started
+            sharelab(home, "stop")
+    assert stopped.returncode == 0, stopped.stderr
     log = (home / "server" / "server.log").read_text()
     assert f"Finished server process [{pid}]" in log, (took, log[-2000:])
     assert not list((home / "server").glob("audit-*.journal")), "the journal of a killed server"
